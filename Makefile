@@ -1,0 +1,76 @@
+# yarn-gateway — the two commands a newcomer needs are `make run` and `make test`.
+# Everything either needs is installed from here (apt as root, pip into virtualenvs).
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PIP         := $(VENV)/bin/pip
+# The "cluster" side (what runs inside minicluster containers, possibly as other Unix
+# users) needs an interpreter every account can execute: Debian's, in a world-readable place.
+CLUSTER_PYTHON ?= /usr/bin/python3
+CLUSTER_ENV    ?= /opt/yarn-gateway-dev/cluster-venv
+PYSPARK_VERSION ?= 3.5.9
+STATE_DIR   ?= .state
+APT_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev zookeeper \
+                r-base-core r-cran-irkernel rpm
+PYTEST_ARGS ?=
+
+.PHONY: help deps apt venv cluster-env run test test-fast lint bench clean
+
+help:
+	@echo "make run    - install what is needed and start the gateway (prints how to connect)"
+	@echo "make test   - install everything the tests need and run the whole suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - benchmarks (see bench/README.md)"
+
+deps: apt venv cluster-env
+
+# apt: only when something is missing (CI runs as root on a fresh machine).
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: setup.py requirements-test.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -e . -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+$(CLUSTER_ENV)/.stamp: Makefile
+	test -x $(CLUSTER_ENV)/bin/python || $(CLUSTER_PYTHON) -m venv $(CLUSTER_ENV)
+	$(CLUSTER_ENV)/bin/pip install -q --upgrade pip wheel
+	$(CLUSTER_ENV)/bin/pip install -q pyspark==$(PYSPARK_VERSION) ipykernel==6.29.5 pycryptodome
+	chmod -R a+rX $(CLUSTER_ENV)
+	touch $@
+
+cluster-env: $(CLUSTER_ENV)/.stamp
+
+lint: venv
+	$(VENV)/bin/ruff check yarn_gateway launchers/python tests bench
+	$(VENV)/bin/mypy
+
+# pytest's exit code 5 ("no tests collected") must never pass for success.
+test: deps lint
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
+
+test-fast: venv
+	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+run: deps
+	$(PY) -m yarn_gateway.devrun --state-dir $(STATE_DIR)
+
+bench: deps
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf build dist *.egg-info $(STATE_DIR)
+
+# Component makefiles (launcher jar, packaging, ...).
+-include mk/*.mk

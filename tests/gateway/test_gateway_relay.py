@@ -1,0 +1,189 @@
+"""The websocket relay: protocols, several clients, reconnect replay, bursts, bad messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from helpers.gwclient import V1
+
+
+@pytest.mark.parametrize("protocol", ["", V1])
+async def test_execute_both_protocols(gateway: Any, protocol: str) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid, protocol=protocol)
+    assert (ws.conn.selected_subprotocol or "") == protocol
+    res = await ws.execute("1+1")
+    assert res.status == "ok" and res.text == "2"
+    model = (await c.request("GET", f"api/kernels/{kid}")).body
+    assert model["connections"] == 1 and model["execution_state"] == "idle"
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+@pytest.mark.parametrize("protocol", ["", V1])
+async def test_binary_buffers_reach_the_client(gateway: Any, protocol: str) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid, protocol=protocol)
+    # A comm message with a binary buffer: the kernel sends it on iopub with buffers.
+    code = (
+        "from ipykernel.comm import Comm\n"
+        "comm = Comm(target_name='t', data={})\n"
+        "comm.send({'x': 1}, buffers=[b'\\x00\\x01binary'])\n"
+    )
+    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": False,
+                                         "user_expressions": {}, "allow_stdin": False})
+    await ws.send(msg)
+    res = await ws.collect(msg["header"]["msg_id"])
+    assert res.status == "ok", res.error
+    with_buffers = [m for m in res.messages if m["msg_type"] == "comm_msg"]
+    assert with_buffers and with_buffers[0]["buffers"] == [b"\x00\x01binary"]
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_several_clients_share_iopub_but_not_replies(gateway: Any) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    a, b = await c.connect(kid), await c.connect(kid, protocol=V1)
+    assert (await c.request("GET", f"api/kernels/{kid}")).body["connections"] == 2
+    msg = a.message("execute_request", {"code": "print('shared')", "silent": False, "store_history": True,
+                                        "user_expressions": {}, "allow_stdin": False})
+    await a.send(msg)
+    ra = await a.collect(msg["header"]["msg_id"])
+    assert ra.status == "ok" and ra.stdout == "shared\n"
+    # b sees the iopub output of a's request, but not a's execute_reply.
+    seen: list[str] = []
+    while "status" not in seen or len(seen) < 3:
+        m = await b.recv(10)
+        assert m is not None
+        if m["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            seen.append(m["msg_type"])
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+    assert "stream" in seen and "execute_reply" not in seen
+    a.close()
+    b.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_reconnect_with_same_session_replays_missed_output(gateway: Any) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    code = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": True,
+                                         "user_expressions": {}, "allow_stdin": False})
+    await ws.send(msg)
+    got = ""
+    while "line 3" not in got:
+        m = await ws.recv(10)
+        assert m is not None
+        if m["msg_type"] == "stream":
+            got += m["content"]["text"]
+    ws.close()  # drop while the cell still prints
+    await asyncio.sleep(1.0)
+    ws2 = await c.connect(kid, session_id=ws.session_id)
+    res = await ws2.collect(msg["header"]["msg_id"], timeout=20)
+    lines = (got + res.stdout).splitlines()
+    assert lines == [f"line {i}" for i in range(30)]
+    assert res.status == "ok"  # the execute_reply missed while away was replayed too
+    ws2.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_replay_overflow_is_reported_and_status_delivered(make_gateway: Any) -> None:
+    gw = await make_gateway({"KernelRegistry": {"replay_buffer_bytes": 20_000}})
+    c = gw.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    code = "import time; time.sleep(0.5)\nfor i in range(2000): print(i, flush=True)"
+    msg = ws.message("execute_request", {"code": code,
+                                         "silent": False, "store_history": True, "user_expressions": {},
+                                         "allow_stdin": False})
+    await ws.send(msg)
+    await asyncio.sleep(0.2)
+    ws.close()
+    await asyncio.sleep(3)
+    ws2 = await c.connect(kid, session_id=ws.session_id)
+    res = await ws2.collect(msg["header"]["msg_id"], timeout=20)
+    assert res.status == "ok"
+    assert "output message(s) from this kernel were lost" in res.stderr
+    got = [int(x) for x in res.stdout.split()]
+    assert got == list(range(len(got))) and 0 < len(got) < 2000  # a prefix, in order
+    ws2.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+@pytest.mark.parametrize("protocol", ["", V1])
+async def test_burst_of_10000_lines_arrives_complete_and_in_order(gateway: Any, protocol: str) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid, protocol=protocol)
+    res = await ws.execute("for i in range(10000): print(i, flush=True)", timeout=120)
+    assert res.status == "ok"
+    assert [int(x) for x in res.stdout.split()] == list(range(10000))
+    assert "lost" not in res.stderr
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({"channel": "shell", "content": {}}),
+        json.dumps({"channel": "iopub", "header": {"msg_id": "1", "msg_type": "x"}}),
+        json.dumps({"channel": "shell", "header": {"msg_id": "", "msg_type": "x"}}),
+        json.dumps({"channel": "shell", "header": {"msg_id": "1", "msg_type": "x"}, "content": [1]}),
+    ],
+)
+async def test_invalid_ws_message_closes_client_and_spares_kernel(gateway: Any, payload: str) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    await ws.conn.write_message(payload)
+    while (m := await ws.recv(10)) is not None:
+        assert m["msg_type"] == "status"  # only late status messages of the readiness probe
+    assert ws.conn.close_code == 4400 and "invalid Jupyter message" in (ws.conn.close_reason or "")
+    ws2 = await c.connect(kid)
+    assert (await ws2.execute("40+2")).text == "42"
+    ws2.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_interrupt_and_restart_through_rest(gateway: Any) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    assert (await ws.execute("x = 41")).status == "ok"
+    msg = ws.message("execute_request", {"code": "import time; time.sleep(60)", "silent": False,
+                                         "store_history": True, "user_expressions": {}, "allow_stdin": False})
+    await ws.send(msg)
+    await asyncio.sleep(1.0)
+    assert (await c.request("GET", f"api/kernels/{kid}")).body["execution_state"] == "busy"
+    assert (await c.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
+    res = await ws.collect(msg["header"]["msg_id"], timeout=10)
+    assert res.status == "error" and res.error and res.error["ename"] == "KeyboardInterrupt"
+    assert (await ws.execute("x + 1")).text == "42"
+    r = await c.request("POST", f"api/kernels/{kid}/restart", {})
+    assert r.code == 200
+    after = await ws.execute("'x' in dir()")  # the same websocket keeps working after a restart
+    assert after.text == "False"
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_shutdown_closes_clients(gateway: Any) -> None:
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    await c.request("DELETE", f"api/kernels/{kid}")
+    while (m := await ws.recv(10)) is not None:
+        assert m["msg_type"] in ("status", "shutdown_reply")
+    assert ws.conn.close_code == 1001

@@ -1,0 +1,267 @@
+"""YarnGatewayApp: configuration, command line, start and stop.
+
+``yarn-gateway`` runs the daemon in the foreground; ``yarn-gateway generate-config``
+writes a commented configuration file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+from typing import Any, Optional
+
+from jupyter_client.kernelspec import KernelSpecManager
+from tornado import httpserver, web
+from traitlets import Bool, Float, Int, List, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+from traitlets.utils.importstring import import_item
+
+from . import __version__
+from .auth.base import Authenticator
+from .auth.none import NoneAuthenticator
+from .auth.policy import AccessPolicy
+from .auth.token import TokenAuthenticator
+from .handlers.api import VersionHandler
+from .handlers.base import NotFoundHandler
+from .handlers.channels import ChannelsHandler
+from .handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
+from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
+from .kernels.registry import KernelRegistry
+
+AUTHENTICATORS = {
+    "token": "yarn_gateway.auth.token.TokenAuthenticator",
+    "none": "yarn_gateway.auth.none.NoneAuthenticator",
+}
+
+_UUID = r"(?P<kernel_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+
+
+def builtin_kernelspec_dir() -> str:
+    """The kernelspecs shipped with the package (python_local)."""
+    import yarn_gateway.kernelspecs as ks
+
+    return os.path.dirname(os.path.abspath(ks.__file__))
+
+
+class GenerateConfigApp(Application):
+    """yarn-gateway generate-config: write a commented config file."""
+
+    name = "yarn-gateway generate-config"
+    description = "Write a commented yarn_gateway_config.py with every setting and its default."
+    output = Unicode("yarn_gateway_config.py", config=True, help="Where to write the file.")
+    force = Bool(False, config=True, help="Overwrite an existing file.")
+    aliases = {"output": "GenerateConfigApp.output"}
+    flags = {"force": ({"GenerateConfigApp": {"force": True}}, "Overwrite an existing file.")}
+
+    def start(self) -> None:
+        if os.path.exists(self.output) and not self.force:
+            print(f"{self.output} exists; use --force to overwrite", file=sys.stderr)
+            self.exit(1)
+        assert isinstance(self.parent, YarnGatewayApp)
+        text = self.parent.generate_config_file()
+        with open(self.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"Wrote {self.output}")
+
+
+class YarnGatewayApp(Application):
+    """The yarn-gateway daemon."""
+
+    name = "yarn-gateway"
+    version = __version__
+    description = "Jupyter kernels in YARN cluster mode for desktop notebooks (jupyter lab --gateway-url=...)."
+
+    subcommands = {"generate-config": (GenerateConfigApp, GenerateConfigApp.description)}
+    aliases = {
+        "ip": "YarnGatewayApp.ip",
+        "port": "YarnGatewayApp.port",
+        "config": "YarnGatewayApp.config_file",
+        "token": "TokenAuthenticator.token",
+        "certfile": "YarnGatewayApp.certfile",
+        "keyfile": "YarnGatewayApp.keyfile",
+        "authenticator": "YarnGatewayApp.authenticator_class",
+        "log-level": "Application.log_level",
+    }
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    port = Int(8888, config=True, help="Port to listen on (0 = any free port).")
+    base_url = Unicode("/", config=True, help="URL prefix of every endpoint.")
+    config_file = Unicode("", config=True, help="A Python config file (see `yarn-gateway generate-config`).")
+    certfile = Unicode("", config=True, help="TLS certificate (PEM). With keyfile, the gateway serves HTTPS/WSS.")
+    keyfile = Unicode("", config=True, help="TLS private key (PEM).")
+    authenticator_class = Unicode(
+        "token", config=True,
+        help="Authenticator: 'token', 'none' (loopback only) or an import path of an Authenticator subclass.",
+    )
+    kernelspec_dirs = List(
+        Unicode(), config=True,
+        help="Directories holding kernelspecs (default: the kernelspecs shipped with yarn-gateway).",
+    )
+    default_kernel_name = Unicode("python_local", config=True, help="Kernelspec used when a start request names none.")
+    max_request_body = Int(1024 * 1024, config=True, help="Largest REST request body in bytes (larger: 413).")
+    websocket_max_message_size = Int(
+        64 * 1024 * 1024, config=True, help="Largest websocket message from a client, in bytes."
+    )
+    websocket_ping_interval = Float(30.0, config=True, help="Seconds between websocket pings (keeps proxies open).")
+    executor_threads = Int(16, config=True, help="Threads for blocking calls (RM REST, Kerberos, filesystem).")
+
+    @default("kernelspec_dirs")
+    def _kernelspec_dirs_default(self) -> list[str]:
+        return [builtin_kernelspec_dir()]
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+    @default("log_format")
+    def _log_format_default(self) -> str:
+        return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
+
+    @property
+    def classes(self) -> list[type]:  # type: ignore[override]
+        return [YarnGatewayApp, TokenAuthenticator, NoneAuthenticator, AccessPolicy, KernelRegistry]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.http_server: Optional[httpserver.HTTPServer] = None
+        self.registry: Optional[KernelRegistry] = None
+        self._stop_event: Optional[asyncio.Event] = None
+
+    @catch_config_error
+    def initialize(self, argv: Optional[list[str]] = None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        if self.config_file:
+            self.load_config_file(self.config_file)
+            # The command line wins over the file.
+            self.update_config(self.cli_config)
+        # Our modules log under "yarn_gateway.*": route them through the app's handler.
+        logger = logging.getLogger("yarn_gateway")
+        logger.setLevel(self.log.level)
+        logger.parent = self.log
+
+    # -- assembly -----------------------------------------------------------------------
+    def make_authenticator(self) -> Authenticator:
+        cls_name = AUTHENTICATORS.get(self.authenticator_class, self.authenticator_class)
+        cls = import_item(cls_name)
+        auth: Authenticator = cls(parent=self, log=self.log)
+        auth.check_bind(self.ip)
+        if isinstance(auth, TokenAuthenticator):
+            auth.check_config()
+        return auth
+
+    def make_web_app(self, registry: KernelRegistry, authenticator: Authenticator, policy: AccessPolicy,
+                     ksm: KernelSpecManager) -> web.Application:
+        b = self.base_url
+        handlers: list[Any] = [
+            (rf"{b}api/?", VersionHandler),
+            (rf"{b}api/kernelspecs/?", KernelSpecsHandler),
+            (rf"{b}api/kernelspecs/(?P<name>[^/]+)/?", KernelSpecHandler),
+            (rf"{b}kernelspecs/(?P<name>[^/]+)/(?P<fname>[^/]+)", KernelSpecResourceHandler),
+            (rf"{b}api/kernels/?", KernelsHandler),
+            (rf"{b}api/kernels/{_UUID}/?", KernelHandler),
+            (rf"{b}api/kernels/{_UUID}/(?P<action>interrupt|restart)/?", KernelActionHandler),
+            (rf"{b}api/kernels/{_UUID}/channels", ChannelsHandler),
+            (r".*", NotFoundHandler),
+        ]
+        return web.Application(
+            handlers,
+            registry=registry,
+            authenticator=authenticator,
+            policy=policy,
+            kernel_spec_manager=ksm,
+            base_url=b,
+            default_kernel_name=self.default_kernel_name,
+            max_request_body=self.max_request_body,
+            websocket_max_message_size=self.websocket_max_message_size,
+            websocket_ping_interval=self.websocket_ping_interval,
+            websocket_ping_timeout=self.websocket_ping_interval * 3,
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        level = logging.DEBUG if status < 400 else logging.INFO
+        if status >= 500:
+            level = logging.WARNING
+        self.log.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path,
+                     1000.0 * handler.request.request_time())
+
+    def ssl_options(self) -> Optional[ssl.SSLContext]:
+        if not self.certfile:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.certfile, self.keyfile or None)
+        return ctx
+
+    # -- run ----------------------------------------------------------------------------
+    async def start_server(self) -> int:
+        """Build everything and start listening; return the bound port."""
+        from .utils import configure_executor
+
+        configure_executor(self.executor_threads)
+        authenticator = self.make_authenticator()
+        policy = AccessPolicy(parent=self, log=self.log)
+        ksm = KernelSpecManager(parent=self, kernel_dirs=list(self.kernelspec_dirs), ensure_native_kernel=False)
+        self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy)
+        app = self.make_web_app(self.registry, authenticator, policy, ksm)
+        self.http_server = httpserver.HTTPServer(
+            app, ssl_options=self.ssl_options(), max_body_size=16 * 1024 * 1024, xheaders=False
+        )
+        sockets = __import__("tornado.netutil").netutil.bind_sockets(self.port, self.ip)
+        self.http_server.add_sockets(sockets)
+        port: int = sockets[0].getsockname()[1]
+        scheme = "https" if self.certfile else "http"
+        self.log.info("yarn-gateway %s listening on %s://%s:%d%s (authenticator: %s)", __version__, scheme,
+                      self.ip, port, self.base_url, authenticator.kind)
+        return port
+
+    async def stop_server(self) -> None:
+        if self.http_server is not None:
+            self.http_server.stop()
+            await self.http_server.close_all_connections()
+        if self.registry is not None:
+            await self.registry.stop()
+
+    async def _run(self) -> None:
+        self._stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.start_server()
+        await self._stop_event.wait()
+        self.log.info("Stopping")
+        await self.stop_server()
+        self.log.info("Stopped")
+
+    def _on_signal(self, sig: int) -> None:
+        self.log.info("Received %s", signal.Signals(sig).name)
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
+        try:
+            asyncio.run(self._run())
+        except (ValueError, OSError) as exc:
+            self.log.critical("Cannot start: %s", exc)
+            self.exit(1)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    app = YarnGatewayApp.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

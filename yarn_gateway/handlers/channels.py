@@ -1,0 +1,104 @@
+"""GET /api/kernels/{id}/channels: the websocket relay endpoint.
+
+Speaks the legacy JSON protocol (default, what jupyter_server's GatewayClient uses) or
+``v1.kernel.websocket.jupyter.org`` when the client offers it. Authentication and the
+ownership check happen before the upgrade, so a refused client gets an HTTP 401/404.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from typing import Any, Optional
+
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import GatewayError
+from ..kernels.registry import KernelRecord
+from ..relay.session import ClientSession
+from ..relay.wire import V1_PROTOCOL, InvalidMessage, decode_client_message
+from .base import GatewayMixin
+
+log = logging.getLogger(__name__)
+
+LEGACY = ""
+
+
+class ChannelsHandler(GatewayMixin, WebSocketHandler):
+    """One websocket client of one kernel (a :class:`ClientConnection`)."""
+
+    protocol: str = LEGACY
+    _rec: Optional[KernelRecord] = None
+    _session: Optional[ClientSession] = None
+    _backlog = 0
+
+    async def get(self, kernel_id: str) -> None:
+        try:
+            self._rec = self.registry.get(kernel_id, self.caller)
+        except GatewayError as exc:
+            raise web.HTTPError(exc.status, exc.message) from None
+        await super().get(kernel_id)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, GatewayError):
+            self.set_status(e.status)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps(e.to_json()))
+            return
+        super()._handle_request_exception(e)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> Optional[str]:
+        return V1_PROTOCOL if V1_PROTOCOL in subprotocols else None
+
+    def get_compression_options(self) -> Optional[dict[str, Any]]:
+        return None  # kernel traffic is mostly small; compression costs latency
+
+    def open(self, kernel_id: str) -> None:
+        assert self._rec is not None
+        self.set_nodelay(True)  # no ~40 ms delayed-ACK stalls on every round trip
+        self.protocol = self.selected_subprotocol or LEGACY
+        session_id = self.get_argument("session_id", "") or uuid.uuid4().hex
+        self._session = self._rec.hub.session(session_id)
+        self._session.attach(self)
+        log.info("Kernel %s: client connected (session %s, user %s, protocol %s)",
+                 kernel_id, session_id, self.caller.name, self.protocol or "legacy")
+
+    def on_message(self, message: str | bytes) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            channel, frames = decode_client_message(message, self.protocol)
+            session.send_to_kernel(channel, frames)
+        except InvalidMessage as exc:
+            log.info("Kernel %s: closing a client that sent an invalid message: %s", session.hub.kernel_id, exc)
+            self.close(4400, f"invalid Jupyter message: {exc}"[:120])
+
+    def on_close(self) -> None:
+        if self._session is not None:
+            self._session.detach(self)
+            log.info("Kernel %s: client disconnected (session %s)", self._session.hub.kernel_id,
+                     self._session.session_id)
+
+    # -- ClientConnection ---------------------------------------------------------------
+    def send(self, data: bytes, binary: bool) -> None:
+        try:
+            fut = self.write_message(data, binary=binary)
+        except WebSocketClosedError:
+            return
+        self._backlog += len(data)
+        fut.add_done_callback(functools.partial(self._written, len(data)))
+
+    def _written(self, n: int, _fut: Any) -> None:
+        before = self._backlog
+        self._backlog -= n
+        limit = self._session.limits.client_backlog_bytes if self._session else 0
+        if before > limit >= self._backlog and self._session is not None:
+            self._session.backlog_drained()
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog

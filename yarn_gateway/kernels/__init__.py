@@ -1,0 +1,1 @@
+"""The kernel registry: start, look up, interrupt, restart and stop kernels."""

@@ -1,0 +1,256 @@
+"""The kernel registry: every kernel this gateway runs, with its owner and its relay hub.
+
+The registry does not care which provisioner a kernelspec names: it drives a
+jupyter_client ``AsyncKernelManager`` (local kernels use the standard
+``LocalProvisioner``; YARN kernels the ``YarnProvisioner``) and connects a
+:class:`~yarn_gateway.relay.hub.KernelHub` to whatever connection info results.
+
+Contract for handlers: every method taking a ``caller`` applies ownership (404 for a
+kernel the caller may not see), and every failure a user can see is a
+:class:`~yarn_gateway.errors.GatewayError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import zmq.asyncio
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Float, Instance, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..auth.base import User
+from ..auth.policy import AccessPolicy
+from ..errors import GatewayError
+from ..relay.hub import KernelHub, KernelNotReady
+from ..relay.session import RelayLimits
+from ..utils import isoformat_z, run_blocking
+from .env import base_environment, launch_timeout, validate_request_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KernelRecord:
+    """One running kernel."""
+
+    kernel_id: str
+    name: str
+    owner: str
+    started_by: str
+    km: AsyncKernelManager
+    hub: KernelHub
+    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ended: bool = False
+
+    def model(self) -> dict[str, Any]:
+        """The kernel model exactly as jupyter_server returns it."""
+        return {
+            "id": self.kernel_id,
+            "name": self.name,
+            "last_activity": isoformat_z(self.hub.last_activity),
+            "execution_state": self.hub.execution_state,
+            "connections": self.hub.connections,
+        }
+
+
+class KernelRegistry(LoggingConfigurable):
+    """See the module docstring."""
+
+    kernel_spec_manager = Instance(KernelSpecManager)
+    policy = Instance(AccessPolicy)
+
+    launch_timeout = Float(
+        60.0, config=True,
+        help="Seconds a kernel may take to become ready when the client sends no KERNEL_LAUNCH_TIMEOUT.",
+    )
+    max_launch_timeout = Float(
+        600.0, config=True, help="Upper bound (seconds) on a client's KERNEL_LAUNCH_TIMEOUT."
+    )
+    allowed_envs = List(
+        Unicode(),
+        config=True,
+        help="Environment names (besides KERNEL_*) a start request may pass to the kernel.",
+    )
+    liveness_interval = Float(
+        3.0, config=True, help="Seconds between checks that each kernel's process (or application) is alive."
+    )
+    shutdown_wait_time = Float(
+        5.0, config=True, help="Seconds a kernel gets to exit after a shutdown request before it is killed."
+    )
+    replay_buffer_bytes = Int(
+        64 * 1024 * 1024, config=True,
+        help="Bytes of output kept per disconnected client session for replay on reconnect.",
+    )
+    client_backlog_bytes = Int(
+        64 * 1024 * 1024, config=True,
+        help="Bytes a slow client may lag behind before its output is dropped (and it is told so).",
+    )
+    session_expiry = Float(
+        600.0, config=True, help="Seconds a disconnected client session (and its replay buffer) is kept."
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernels: dict[str, KernelRecord] = {}
+        self.context = zmq.asyncio.Context()
+        self._monitor: Optional[asyncio.Task[None]] = None
+
+    # -- lookup -----------------------------------------------------------------------
+    def get(self, kernel_id: str, caller: User) -> KernelRecord:
+        """The kernel ``kernel_id`` if ``caller`` may see it; 404 otherwise (never 403)."""
+        rec = self.kernels.get(kernel_id)
+        if rec is None or not self.policy.can_access(caller, rec.owner):
+            raise GatewayError(404, f"Kernel {kernel_id} does not exist (or is not yours).", reason="No such kernel")
+        return rec
+
+    def list(self, caller: User) -> list[KernelRecord]:
+        return [r for r in self.kernels.values() if self.policy.can_access(caller, r.owner)]
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, caller: User, spec_name: str, request_env: Any) -> KernelRecord:
+        """Start a kernel of ``spec_name`` for ``caller``; return once it is ready."""
+        env = validate_request_env(request_env, self.allowed_envs)
+        owner = self.policy.effective_user(caller, env.get("KERNEL_USERNAME"))
+        timeout = launch_timeout(env, self.launch_timeout, self.max_launch_timeout)
+        try:
+            await run_blocking(self.kernel_spec_manager.get_kernel_spec, spec_name)
+        except NoSuchKernel:
+            raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
+        kernel_id = str(uuid.uuid4())
+        env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id)
+        km = AsyncKernelManager(
+            kernel_name=spec_name,
+            kernel_spec_manager=self.kernel_spec_manager,
+            shutdown_wait_time=self.shutdown_wait_time,
+            parent=self,
+            log=self.log,
+        )
+        km.kernel_id = kernel_id
+        hub = KernelHub(kernel_id, self.context, self._limits())
+        rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub)
+        self.kernels[kernel_id] = rec
+        self.log.info("Kernel %s (%s) starting for %s", kernel_id, spec_name, owner)
+        try:
+            await asyncio.wait_for(
+                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), timeout
+            )
+            await hub.connect(dict(km.get_connection_info(session=False)), timeout, km.is_alive)
+        except asyncio.CancelledError:
+            await self._discard(rec)
+            raise
+        except Exception as exc:
+            await self._discard(rec)
+            raise self._start_error(rec, exc, timeout) from exc
+        self.log.info("Kernel %s (%s) ready for %s", kernel_id, spec_name, owner)
+        self._ensure_monitor()
+        return rec
+
+    def _start_error(self, rec: KernelRecord, exc: BaseException, timeout: float) -> GatewayError:
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, (asyncio.TimeoutError, KernelNotReady)):
+            detail = str(exc) or f"not ready within {timeout:g} s"
+            return GatewayError(
+                504 if "within" in detail or isinstance(exc, asyncio.TimeoutError) else 500,
+                f"Kernel {rec.kernel_id} ({rec.name}) failed to start: {detail}. "
+                "Try again; if it keeps failing, ask your administrator to check the gateway log.",
+                reason="Kernel start failed",
+            )
+        return GatewayError(
+            500,
+            f"Kernel {rec.kernel_id} ({rec.name}) failed to start: {exc}",
+            reason="Kernel start failed",
+            log_message=f"Kernel {rec.kernel_id} failed to start: {exc!r}",
+        )
+
+    async def _discard(self, rec: KernelRecord) -> None:
+        self.kernels.pop(rec.kernel_id, None)
+        rec.hub.close()
+        rec.ended = True
+        try:
+            if rec.km.has_kernel:
+                await rec.km.shutdown_kernel(now=True)
+        except Exception as exc:
+            self.log.warning("Kernel %s: cleanup after a failed start: %s", rec.kernel_id, exc)
+
+    async def interrupt(self, rec: KernelRecord) -> None:
+        async with rec.lock:
+            self._check_running(rec)
+            await rec.km.interrupt_kernel()
+        self.log.info("Kernel %s interrupted", rec.kernel_id)
+
+    async def restart(self, rec: KernelRecord) -> None:
+        """Restart under the same kernel id; attached clients stay attached."""
+        async with rec.lock:
+            self._check_running(rec)
+            rec.hub.broadcast_status("restarting")
+            rec.hub.disconnect()
+            try:
+                await rec.km.restart_kernel(now=False)
+                await rec.hub.connect(
+                    dict(rec.km.get_connection_info(session=False)), self.launch_timeout, rec.km.is_alive
+                )
+            except Exception as exc:
+                rec.hub.broadcast_status("dead")
+                raise GatewayError(500, f"Kernel {rec.kernel_id} ({rec.name}) failed to restart: {exc}",
+                                   reason="Restart failed") from exc
+        self.log.info("Kernel %s restarted", rec.kernel_id)
+
+    async def shutdown(self, rec: KernelRecord, now: bool = False) -> None:
+        async with rec.lock:
+            if rec.ended:
+                return
+            rec.ended = True
+            self.kernels.pop(rec.kernel_id, None)
+            try:
+                await rec.km.shutdown_kernel(now=now)
+            finally:
+                rec.hub.close()
+        self.log.info("Kernel %s shut down", rec.kernel_id)
+
+    async def stop(self) -> None:
+        """Gateway shutdown: stop monitoring and shut every kernel down."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            self._monitor = None
+        await asyncio.gather(*(self.shutdown(r) for r in list(self.kernels.values())), return_exceptions=True)
+        self.context.term()
+
+    def _check_running(self, rec: KernelRecord) -> None:
+        if rec.ended:
+            raise GatewayError(404, f"Kernel {rec.kernel_id} has ended.", reason="No such kernel")
+
+    def _limits(self) -> RelayLimits:
+        return RelayLimits(
+            replay_buffer_bytes=self.replay_buffer_bytes,
+            client_backlog_bytes=self.client_backlog_bytes,
+            session_expiry=self.session_expiry,
+        )
+
+    # -- liveness -----------------------------------------------------------------------
+    def _ensure_monitor(self) -> None:
+        if self._monitor is None or self._monitor.done():
+            self._monitor = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while self.kernels:
+            await asyncio.sleep(self.liveness_interval)
+            for rec in list(self.kernels.values()):
+                if rec.ended or rec.lock.locked() or rec.hub.execution_state == "dead":
+                    continue
+                try:
+                    alive = await rec.km.is_alive()
+                except Exception as exc:  # keep watching the others
+                    self.log.warning("Kernel %s: liveness check failed: %s", rec.kernel_id, exc)
+                    continue
+                if not alive and not rec.lock.locked():
+                    self.log.warning("Kernel %s (%s, %s) died", rec.kernel_id, rec.name, rec.owner)
+                    rec.hub.broadcast_status("dead")

@@ -1,0 +1,1 @@
+"""The websocket relay: the gateway's hot path between desktop clients and kernels."""

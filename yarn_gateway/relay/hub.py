@@ -1,0 +1,207 @@
+"""The gateway's connection to one kernel, shared by all of that kernel's clients.
+
+A :class:`KernelHub` subscribes to the kernel's iopub channel once, tracks the kernel's
+execution state and last activity from it, and fans every iopub message out to the
+:class:`~.session.ClientSession` objects (one per client ``session_id``). Sessions own
+their request sockets, so replies reach only the client that asked.
+
+Readiness: :meth:`KernelHub.connect` returns only once the kernel has answered a
+``kernel_info_request`` *and* an iopub message has arrived on the gateway's
+subscription, so nothing the kernel publishes after that can be lost to ZMQ's
+"slow joiner" effect. The iopub socket has no receive high-water mark: ZMQ never drops
+on our side, however busy the event loop is (bounds are applied per client instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+import zmq
+import zmq.asyncio
+
+from .session import ClientSession, RelayLimits
+from .wire import InvalidMessage, Signer, encode_synthetic, new_header, parse_kernel_message, zmq_frames
+
+log = logging.getLogger(__name__)
+
+
+class KernelNotReady(Exception):
+    """The kernel did not answer within the readiness timeout (or died while starting)."""
+
+
+class KernelHub:
+    """See the module docstring."""
+
+    def __init__(self, kernel_id: str, context: zmq.asyncio.Context, limits: Optional[RelayLimits] = None) -> None:
+        self.kernel_id = kernel_id
+        self.context = context
+        self.limits = limits or RelayLimits()
+        self.gateway_session = uuid.uuid4().hex
+        self.execution_state = "starting"
+        self.last_activity = datetime.now(timezone.utc)
+        self.sessions: dict[str, ClientSession] = {}
+        self.signer = Signer(b"")
+        self._conn_info: dict[str, Any] = {}
+        self._iopub: Optional[zmq.asyncio.Socket] = None
+        self._iopub_task: Optional[asyncio.Task[None]] = None
+        self._iopub_seen = asyncio.Event()
+
+    # -- connection ---------------------------------------------------------------------
+    def channel_url(self, channel: str) -> str:
+        info = self._conn_info
+        transport = info.get("transport", "tcp")
+        port = info[f"{channel}_port"]
+        if transport == "ipc":
+            return f"ipc://{info['ip']}-{port}"
+        ip = info["ip"]
+        if ip in ("0.0.0.0", ""):
+            ip = "127.0.0.1"
+        return f"{transport}://{ip}:{port}"
+
+    async def connect(
+        self,
+        connection_info: dict[str, Any],
+        timeout: float,
+        is_alive: Optional[Callable[[], Awaitable[bool]]] = None,
+    ) -> None:
+        """Connect to the kernel described by ``connection_info`` and wait until it is ready.
+
+        Raises :class:`KernelNotReady` when the kernel does not answer within ``timeout``
+        seconds or ``is_alive`` reports it gone.
+        """
+        self.disconnect()
+        self._conn_info = dict(connection_info)
+        key = connection_info.get("key", b"")
+        self.signer = Signer(key.encode() if isinstance(key, str) else bytes(key),
+                             connection_info.get("signature_scheme", "hmac-sha256"))
+        sub = self.context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(self.channel_url("iopub"))
+        self._iopub = sub
+        self._iopub_seen = asyncio.Event()
+        self._iopub_task = asyncio.ensure_future(self._read_iopub(sub))
+        await self._wait_ready(timeout, is_alive)
+        for session in self.sessions.values():
+            session.open_sockets()
+
+    def disconnect(self) -> None:
+        """Close every ZMQ socket (sessions keep their websockets and buffers)."""
+        if self._iopub_task is not None:
+            self._iopub_task.cancel()
+            self._iopub_task = None
+        if self._iopub is not None:
+            self._iopub.close(linger=0)
+            self._iopub = None
+        for session in self.sessions.values():
+            session.close_sockets()
+
+    def close(self) -> None:
+        """Shut the hub down: close every session and socket."""
+        self.disconnect()
+        for session in list(self.sessions.values()):
+            session.close()
+        self.sessions.clear()
+
+    async def _wait_ready(self, timeout: float, is_alive: Optional[Callable[[], Awaitable[bool]]]) -> None:
+        deadline = time.monotonic() + timeout
+        shell = self.context.socket(zmq.DEALER)
+        shell.linger = 0
+        shell.connect(self.channel_url("shell"))
+        replied = False
+        interval = 0.05
+        try:
+            while True:
+                if not replied:
+                    await shell.send_multipart(self._request("kernel_info_request"))
+                wait_until = time.monotonic() + interval
+                while time.monotonic() < wait_until and not replied:
+                    if await shell.poll(timeout=max(1, int((wait_until - time.monotonic()) * 1000))):
+                        frames = await shell.recv_multipart()
+                        replied = self._is_reply(frames, "kernel_info_reply")
+                if replied:
+                    try:
+                        await asyncio.wait_for(self._iopub_seen.wait(), timeout=min(interval, 0.5))
+                        return
+                    except asyncio.TimeoutError:
+                        replied = False  # ask again: its status messages prove the subscription
+                if time.monotonic() > deadline:
+                    raise KernelNotReady(f"kernel did not answer within {timeout:g} s")
+                if is_alive is not None and not await is_alive():
+                    raise KernelNotReady("kernel process ended while starting")
+                interval = min(interval * 2, 1.0)
+        finally:
+            shell.close(linger=0)
+
+    def _is_reply(self, frames: list[bytes], msg_type: str) -> bool:
+        try:
+            msg = parse_kernel_message("shell", frames, self.signer)
+        except InvalidMessage:
+            return False
+        return msg.msg_type == msg_type
+
+    def _request(self, msg_type: str, content: Optional[dict[str, Any]] = None) -> list[bytes]:
+        header = new_header(msg_type, self.gateway_session)
+        parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content or {}).encode()]
+        return zmq_frames(self.signer, parts)
+
+    async def _read_iopub(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                frames = await sock.recv_multipart()
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError:
+                return
+            try:
+                msg = parse_kernel_message("iopub", frames, self.signer)
+            except InvalidMessage as exc:
+                log.warning("Kernel %s: dropped an invalid iopub message: %s", self.kernel_id, exc)
+                continue
+            self._iopub_seen.set()
+            self.touch()
+            state = msg.execution_state()
+            if state is not None:
+                self.execution_state = state
+            for session in list(self.sessions.values()):
+                session.deliver(msg)
+
+    # -- sessions -----------------------------------------------------------------------
+    def touch(self) -> None:
+        self.last_activity = datetime.now(timezone.utc)
+
+    def session(self, session_id: str) -> ClientSession:
+        """The session named ``session_id`` (created on first use)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.closed:
+            session = ClientSession(self, session_id, self.limits)
+            self.sessions[session_id] = session
+        return session
+
+    def drop_session(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            if session.conn is None:
+                log.info("Kernel %s: session %s expired", self.kernel_id, session_id)
+            session.close()
+
+    @property
+    def connections(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.conn is not None)
+
+    def broadcast_status(self, state: str) -> None:
+        """Tell every attached client about a state the kernel cannot report itself."""
+        self.execution_state = state
+        header = new_header("status", self.gateway_session)
+        for session in self.sessions.values():
+            if session.conn is not None:
+                data, binary = encode_synthetic("iopub", header, {"execution_state": state}, session.conn.protocol)
+                session.conn.send(data, binary)

@@ -1,0 +1,237 @@
+"""One client session of one kernel: its own ZMQ sockets, its websocket, its replay buffer.
+
+A session is named by the ``session_id`` the client puts in the websocket URL. It owns
+DEALER sockets for shell, control and stdin (so replies and input requests reach only
+this client) and receives every iopub message from its :class:`~.hub.KernelHub`.
+
+While no websocket is attached (the client dropped), messages are kept in a bounded
+buffer and replayed when a websocket comes back with the same ``session_id``. When the
+buffer (or a slow client's write backlog) exceeds its bound, iopub messages are dropped,
+counted, and the client is told so with a ``stream`` message on stderr, followed by the
+kernel's latest status so a notebook is never left "busy" forever. Replies on shell,
+control and stdin are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+import zmq
+import zmq.asyncio
+
+from .wire import (
+    CLIENT_CHANNELS,
+    InvalidMessage,
+    KernelMessage,
+    encode_synthetic,
+    new_header,
+    parse_kernel_message,
+    zmq_frames,
+)
+
+if TYPE_CHECKING:
+    from .hub import KernelHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayLimits:
+    """Bounds of the relay (bytes, counts, seconds)."""
+
+    replay_buffer_bytes: int = 64 * 1024 * 1024
+    replay_buffer_messages: int = 200_000
+    client_backlog_bytes: int = 64 * 1024 * 1024
+    session_expiry: float = 600.0
+
+
+class ClientConnection(Protocol):
+    """What a session needs from a websocket (implemented by the channels handler)."""
+
+    protocol: str
+
+    def send(self, data: bytes, binary: bool) -> None: ...
+
+    @property
+    def backlog_bytes(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class ClientSession:
+    """See the module docstring. Created and owned by :class:`~.hub.KernelHub`."""
+
+    def __init__(self, hub: KernelHub, session_id: str, limits: RelayLimits) -> None:
+        self.hub = hub
+        self.session_id = session_id
+        self.limits = limits
+        self.conn: Optional[ClientConnection] = None
+        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._buffer: collections.deque[KernelMessage] = collections.deque()
+        self._buffer_bytes = 0
+        self._lost = 0
+        self._lost_parent: bytes = b"{}"
+        self._last_status: Optional[KernelMessage] = None
+        self._expiry: Optional[asyncio.TimerHandle] = None
+        self.closed = False
+        self.open_sockets()
+
+    # -- ZMQ side ---------------------------------------------------------------------
+    def open_sockets(self) -> None:
+        """(Re)connect this session's DEALER sockets to the kernel's current ports."""
+        self.close_sockets()
+        identity = f"{self.session_id}-{uuid.uuid4().hex[:8]}".encode()
+        for channel in ("shell", "control", "stdin"):
+            sock = self.hub.context.socket(zmq.DEALER)
+            sock.linger = 0
+            # shell and stdin share one identity so the kernel routes input_request here.
+            sock.setsockopt(zmq.IDENTITY, identity if channel != "control" else identity + b"-c")
+            sock.connect(self.hub.channel_url(channel))
+            self._sockets[channel] = sock
+            self._readers.append(asyncio.ensure_future(self._read(channel, sock)))
+
+    def close_sockets(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        self._readers.clear()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._sockets.clear()
+
+    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                frames = await sock.recv_multipart()
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError:
+                return
+            try:
+                msg = parse_kernel_message(channel, frames, self.hub.signer)
+            except InvalidMessage as exc:
+                log.warning("Kernel %s: dropped an invalid %s message: %s", self.hub.kernel_id, channel, exc)
+                continue
+            self.hub.touch()
+            self.deliver(msg)
+
+    def send_to_kernel(self, channel: str, frames: list[bytes]) -> None:
+        """Sign and send a validated client message on ``channel``."""
+        if channel not in CLIENT_CHANNELS:
+            raise InvalidMessage(f"cannot send on channel {channel!r}")
+        sock = self._sockets.get(channel)
+        if sock is None:
+            raise InvalidMessage("the kernel is not connected")
+        self.hub.touch()
+        fut = asyncio.ensure_future(sock.send_multipart(zmq_frames(self.hub.signer, frames), copy=False))
+        fut.add_done_callback(_log_send_error)
+
+    # -- client side --------------------------------------------------------------------
+    def deliver(self, msg: KernelMessage) -> None:
+        """Send ``msg`` to the attached client, or keep it for replay."""
+        if msg.msg_type == "status" and msg.channel == "iopub":
+            self._last_status = msg
+        conn = self.conn
+        if conn is not None and conn.backlog_bytes <= self.limits.client_backlog_bytes and not self._lost:
+            data, binary = msg.encode(conn.protocol)
+            conn.send(data, binary)
+            return
+        if conn is not None and msg.channel != "iopub":
+            # Replies are never dropped, however far behind the client is.
+            data, binary = msg.encode(conn.protocol)
+            conn.send(data, binary)
+            return
+        if conn is not None:
+            # A live client that cannot keep up: drop iopub output and tell it later.
+            self._drop(msg)
+            return
+        self._buffer_message(msg)
+
+    def _buffer_message(self, msg: KernelMessage) -> None:
+        full = (
+            self._buffer_bytes + msg.nbytes > self.limits.replay_buffer_bytes
+            or len(self._buffer) >= self.limits.replay_buffer_messages
+        )
+        if full and msg.channel == "iopub":
+            self._drop(msg)
+            return
+        self._buffer.append(msg)
+        self._buffer_bytes += msg.nbytes
+
+    def _drop(self, msg: KernelMessage) -> None:
+        if msg.msg_type != "status":
+            self._lost += 1
+            self._lost_parent = msg.frames[1]
+
+    def backlog_drained(self) -> None:
+        """Called by the connection when its write backlog fell below the bound."""
+        if self.conn is not None and self._lost:
+            self._report_loss(self.conn)
+
+    def attach(self, conn: ClientConnection) -> None:
+        """Attach a websocket: replay what it missed, then go live."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        old = self.conn
+        if old is not None and old is not conn:
+            old.close(4409, "replaced by a new connection with the same session_id")
+        self.conn = conn
+        replayed = 0
+        while self._buffer:
+            msg = self._buffer.popleft()
+            data, binary = msg.encode(conn.protocol)
+            conn.send(data, binary)
+            replayed += 1
+        self._buffer_bytes = 0
+        if replayed or self._lost:
+            log.info("Kernel %s: replayed %d message(s) to session %s (%d lost)",
+                     self.hub.kernel_id, replayed, self.session_id, self._lost)
+        if self._lost:
+            self._report_loss(conn)
+
+    def _report_loss(self, conn: ClientConnection) -> None:
+        lost, self._lost = self._lost, 0
+        text = (
+            f"[yarn-gateway] {lost} output message(s) from this kernel were lost because this client "
+            "was disconnected or could not keep up; the kernel itself is unaffected.\n"
+        )
+        header = new_header("stream", self.hub.gateway_session)
+        try:
+            parent = json.loads(self._lost_parent)
+        except ValueError:
+            parent = {}
+        data, binary = encode_synthetic("iopub", header, {"name": "stderr", "text": text}, conn.protocol, parent)
+        conn.send(data, binary)
+        if self._last_status is not None:
+            data, binary = self._last_status.encode(conn.protocol)
+            conn.send(data, binary)
+
+    def detach(self, conn: ClientConnection) -> None:
+        """The websocket closed: buffer until it comes back or the session expires."""
+        if self.conn is not conn:
+            return
+        self.conn = None
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(self.limits.session_expiry, self.hub.drop_session, self.session_id)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self.close_sockets()
+        self._buffer.clear()
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            conn.close(1001, "kernel shut down")
+
+
+def _log_send_error(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("Sending to a kernel failed: %s", fut.exception())
