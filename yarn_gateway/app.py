@@ -118,6 +118,10 @@ class YarnGatewayApp(Application):
         value = str(proposal["value"])
         return "/" + value.strip("/") + "/" if value.strip("/") else "/"
 
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
     @default("log_format")
     def _log_format_default(self) -> str:
         return "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Callable
 
 import pytest
-from helpers.gwclient import GatewayClient
 from traitlets.config import Config
 
+from helpers.gwclient import GatewayClient
 from yarn_gateway.app import YarnGatewayApp
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "admin": "admin-token-0123456789"}

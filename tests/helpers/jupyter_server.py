@@ -1,0 +1,84 @@
+"""Run a real jupyter_server (2.x) subprocess as a desktop would: --gateway-url=<our gateway>."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Optional
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class JupyterServer:
+    """``jupyter server --gateway-url=...`` on loopback with its own token and private dirs."""
+
+    def __init__(self, gateway_url: str, auth_token: str, workdir: str, *, kernel_username: Optional[str] = None,
+                 extra_args: Optional[list[str]] = None, extra_env: Optional[Mapping[str, str]] = None) -> None:
+        self.port = free_port()
+        self.token = "desktop-token"
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.workdir = workdir
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "KERNEL_"))}
+        env.update(JUPYTER_CONFIG_DIR=os.path.join(workdir, "config"), JUPYTER_DATA_DIR=os.path.join(workdir, "data"),
+                   JUPYTER_RUNTIME_DIR=os.path.join(workdir, "runtime"), KERNEL_LAUNCH_TIMEOUT="120")
+        if kernel_username:
+            env["KERNEL_USERNAME"] = kernel_username
+        env.update(extra_env or {})
+        self.env = env
+        self.args = [
+            sys.executable, "-m", "jupyter_server", f"--gateway-url={gateway_url}",
+            f"--GatewayClient.auth_token={auth_token}", f"--IdentityProvider.token={self.token}",
+            "--ip=127.0.0.1", f"--port={self.port}", "--no-browser", "--allow-root",
+            f"--ServerApp.root_dir={workdir}", "--GatewayClient.request_timeout=180",
+            *(extra_args or []),
+        ]
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.log_path = os.path.join(workdir, "jupyter_server.log")
+
+    async def start(self, timeout: float = 60) -> None:
+        os.makedirs(self.workdir, exist_ok=True)
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir)
+        self._log = log
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter server exited: {self.read_log()[-3000:]}")
+            try:
+                r = await AsyncHTTPClient().fetch(HTTPRequest(self.url + "api/status",
+                                                             headers={"Authorization": f"token {self.token}"},
+                                                             request_timeout=2), raise_error=False)
+                if r.code == 200:
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"jupyter server did not start: {self.read_log()[-3000:]}")
+
+    def read_log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            for _ in range(50):
+                if self.proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                self.proc.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
