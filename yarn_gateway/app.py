@@ -235,6 +235,10 @@ class YarnGatewayApp(Application):
             await self.registry.stop()
 
     async def _run(self) -> None:
+        await self.run_until_stopped()
+
+    async def run_until_stopped(self) -> None:
+        """Serve until SIGTERM/SIGINT, then stop gracefully."""
         self._stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

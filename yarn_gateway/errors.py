@@ -55,7 +55,12 @@ def _phrase(status: int) -> str:
 def strip_java_stack(text: str, max_lines: int = 20) -> str:
     """Return ``text`` without Java stack frames, keeping the exception lines.
 
-    Used on spark-submit and YARN diagnostics before they are shown to a user.
+    Used on spark-submit and YARN diagnostics before they are shown to a user. When more
+    than ``max_lines`` remain, the first lines (YARN's summary) and the last ones (the
+    program's final words) are kept.
     """
     kept = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not _JAVA_FRAME.match(ln)]
-    return "\n".join(kept[-max_lines:])
+    if len(kept) <= max_lines:
+        return "\n".join(kept)
+    head = max(1, max_lines // 2)
+    return "\n".join([*kept[:head], "...", *kept[-(max_lines - head):]])

@@ -79,6 +79,9 @@ class KernelRegistry(LoggingConfigurable):
         config=True,
         help="Environment names (besides KERNEL_*) a start request may pass to the kernel.",
     )
+    start_grace = Float(
+        15.0, config=True, help="Seconds added to the launch timeout before the registry itself gives up."
+    )
     liveness_interval = Float(
         3.0, config=True, help="Seconds between checks that each kernel's process (or application) is alive."
     )
@@ -102,6 +105,10 @@ class KernelRegistry(LoggingConfigurable):
         self.kernels: dict[str, KernelRecord] = {}
         self.context = zmq.asyncio.Context()
         self._monitor: Optional[asyncio.Task[None]] = None
+        from ..provisioners.services import YarnServices
+
+        # Shared by every YARN kernel of this gateway (the provisioners find it here).
+        self.yarn_services = YarnServices(parent=self, log=self.log)
 
     # -- lookup -----------------------------------------------------------------------
     def get(self, kernel_id: str, caller: User) -> KernelRecord:
@@ -125,7 +132,7 @@ class KernelRegistry(LoggingConfigurable):
         except NoSuchKernel:
             raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
         kernel_id = str(uuid.uuid4())
-        env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id)
+        env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT=f"{timeout:g}")
         km = AsyncKernelManager(
             kernel_name=spec_name,
             kernel_spec_manager=self.kernel_spec_manager,
@@ -139,8 +146,9 @@ class KernelRegistry(LoggingConfigurable):
         self.kernels[kernel_id] = rec
         self.log.info("Kernel %s (%s) starting for %s", kernel_id, spec_name, owner)
         try:
+            # The provisioner applies the timeout itself (with a precise error); this is the backstop.
             await asyncio.wait_for(
-                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), timeout
+                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), timeout + self.start_grace
             )
             await hub.connect(dict(km.get_connection_info(session=False)), timeout, km.is_alive)
         except asyncio.CancelledError:
@@ -222,6 +230,7 @@ class KernelRegistry(LoggingConfigurable):
             self._monitor.cancel()
             self._monitor = None
         await asyncio.gather(*(self.shutdown(r) for r in list(self.kernels.values())), return_exceptions=True)
+        await self.yarn_services.stop()
         self.context.term()
 
     def _check_running(self, rec: KernelRecord) -> None:

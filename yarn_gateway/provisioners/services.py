@@ -1,0 +1,134 @@
+"""What all YARN kernels of one gateway share: response listener, RM client, submit cap.
+
+Built once per gateway (the kernel registry owns it) and started on first use, so a
+gateway with only local kernelspecs never needs a Hadoop configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+from traitlets import Float, Int, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..errors import GatewayError
+from ..minicluster.hadoop_conf import load_hadoop_conf, rm_webapp_urls
+from ..yarn.rm_client import RMClient
+from .response_listener import ResponseListener
+
+
+class YarnServices(LoggingConfigurable):
+    """Gateway-wide YARN settings and shared clients."""
+
+    hadoop_conf_dir = Unicode(
+        config=True, help="HADOOP_CONF_DIR for spark-submit and for RM addresses (default: $HADOOP_CONF_DIR, "
+        "then $YARN_CONF_DIR, then /etc/hadoop/conf).",
+    )
+
+    @default("hadoop_conf_dir")
+    def _hadoop_conf_dir_default(self) -> str:
+        return os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR") or "/etc/hadoop/conf"
+
+    spark_home = Unicode(config=True, help="SPARK_HOME whose bin/spark-submit submits kernels (default: $SPARK_HOME).")
+
+    @default("spark_home")
+    def _spark_home_default(self) -> str:
+        return os.environ.get("SPARK_HOME", "")
+
+    rm_endpoints = List(
+        Unicode(), config=True,
+        help="ResourceManager web addresses with scheme (HA: all of them). Default: from yarn-site.xml.",
+    )
+    rm_auth = Unicode(
+        "simple", config=True,
+        help="How the gateway authenticates to the RM REST API: 'simple' (?user.name=<gateway user>), "
+        "'kerberos' (SPNEGO with the gateway's ticket) or 'none'.",
+    )
+    rm_poll_interval = Float(5.0, config=True, help="Seconds between refreshes of running kernels' YARN states.")
+    rm_timeout = Float(30.0, config=True, help="Seconds for one RM REST call.")
+    gateway_id = Unicode(
+        "default", config=True,
+        help="Names this gateway cluster in YARN tags (yarn-gateway-<id>); gateways sharing kernels share it.",
+    )
+    port_range = Unicode(
+        "0..0", config=True,
+        help="Ports ('lo..hi') for the response listener and every port a launcher opens; '0..0' = any.",
+    )
+    response_ip = Unicode("0.0.0.0", config=True, help="Address the response listener binds.")
+    response_advertise_host = Unicode(
+        "", config=True, help="Host name launchers use to reach the listener (default: this host's FQDN)."
+    )
+    response_port = Int(0, config=True, help="Fixed listener port (0: a free port inside port_range).")
+    max_concurrent_submits = Int(4, config=True, help="spark-submit processes allowed at once; others queue.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listener: Optional[ResponseListener] = None
+        self._rm: Optional[RMClient] = None
+        self._lock = asyncio.Lock()
+        self._submits: Optional[asyncio.Semaphore] = None
+        self.submits_waiting = 0
+        self.submits_running = 0
+
+    @property
+    def app_tag(self) -> str:
+        return f"yarn-gateway-{self.gateway_id}".lower()
+
+    async def listener(self) -> ResponseListener:
+        async with self._lock:
+            if self._listener is None:
+                listener = ResponseListener(
+                    self.response_ip, self.port_range, self.response_port,
+                    advertise_host=self.response_advertise_host or None,
+                )
+                await listener.start()
+                self._listener = listener
+            return self._listener
+
+    def rm(self) -> RMClient:
+        if self._rm is None:
+            endpoints = list(self.rm_endpoints) or rm_webapp_urls(load_hadoop_conf(self.hadoop_conf_dir))
+            if not endpoints:
+                raise GatewayError(503, "No ResourceManager is configured: set YarnServices.rm_endpoints or "
+                                   f"a yarn-site.xml in {self.hadoop_conf_dir}.", reason="YARN not configured")
+            self._rm = RMClient(endpoints, auth_factory=self._auth, timeout=self.rm_timeout,
+                                poll_interval=self.rm_poll_interval, live_tag=self.app_tag)
+        return self._rm
+
+    def _auth(self) -> Any:
+        if self.rm_auth == "simple":
+            from yarn_api_client.auth import SimpleAuth
+
+            return SimpleAuth(getpass.getuser())
+        if self.rm_auth == "kerberos":
+            from requests_kerberos import OPTIONAL, HTTPKerberosAuth
+
+            return HTTPKerberosAuth(mutual_authentication=OPTIONAL)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def submit_slot(self) -> AsyncIterator[None]:
+        """Hold one of ``max_concurrent_submits`` spark-submit slots."""
+        if self._submits is None:
+            self._submits = asyncio.Semaphore(self.max_concurrent_submits)
+        self.submits_waiting += 1
+        try:
+            await self._submits.acquire()
+        finally:
+            self.submits_waiting -= 1
+        self.submits_running += 1
+        try:
+            yield
+        finally:
+            self.submits_running -= 1
+            self._submits.release()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None

@@ -1,0 +1,410 @@
+"""YarnProvisioner: a kernel as a Spark driver in YARN cluster mode.
+
+Lifecycle (DESIGN.md, "Starting a kernel"):
+
+1. :meth:`pre_launch` checks the user and builds the spark-submit command.
+2. :meth:`launch_kernel` registers a fresh launch token with the gateway's response
+   listener, runs spark-submit (within the gateway's concurrent-submit cap), learns the
+   application id, then follows the application's YARN state until the launcher calls
+   back with the kernel's connection info, which it returns to jupyter_client. Any
+   failure, timeout or cancellation kills the application before the error is raised:
+   no launch leaves an application behind.
+3. :meth:`poll` answers from the gateway's shared, rate-limited view of YARN; interrupt
+   (:meth:`send_signal`) and stop go to the launcher's authenticated control port; the
+   YARN application is killed when the launcher does not end it.
+
+Every error a user sees is a :class:`~yarn_gateway.errors.GatewayError` naming the
+kernel and (when it exists) the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from typing import Any, Optional
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Dict, Float, List, Unicode
+
+from ..errors import GatewayError
+from ..yarn.rm_client import FINAL_STATES, RMClient, RMError
+from ..yarn.spark_submit import (
+    SubmitResult,
+    SubmitSpec,
+    build_argv,
+    diagnose,
+    is_valid_user_name,
+    run_spark_submit,
+    spark_defaults_path,
+    write_properties,
+)
+from .control_client import ControlRequestError, send_control
+from .response_listener import LauncherResponseError
+from .services import YarnServices
+
+ARG_KEYS = ("kernel_id", "response_address", "public_key", "port_range", "spark_context_initialization_mode")
+
+
+def _services(provisioner: YarnProvisioner) -> YarnServices:
+    km = provisioner.parent
+    registry = getattr(km, "parent", None)
+    services = getattr(registry, "yarn_services", None)
+    if not isinstance(services, YarnServices):
+        raise GatewayError(500, "YARN kernels need the gateway's kernel registry (no YarnServices found).")
+    return services
+
+
+class YarnProvisioner(KernelProvisionerBase):
+    """See the module docstring. Settings come from the kernelspec's
+    ``metadata.kernel_provisioner.config`` and from the gateway configuration."""
+
+    launcher = Unicode(config=True, help="Launcher (.py, .R or .jar): absolute, or relative to the kernelspec "
+                       "directory, else to the launchers shipped with yarn-gateway.")
+    launcher_class = Unicode("", config=True, help="Main class when the launcher is a jar.")
+    py_files = List(Unicode(), config=True, help="--py-files (resolved like `launcher`).")
+    jars = List(Unicode(), config=True, help="--jars (resolved like `launcher`).")
+    files = List(Unicode(), config=True, help="--files (resolved like `launcher`).")
+    spark_opts = List(Unicode(), config=True, help="Extra spark-submit options (admin-written, trusted).")
+    spark_conf = Dict(config=True, help="Extra --conf key=value pairs.")
+    driver_env = Dict(config=True, help="Environment of the driver (AM) container, e.g. PYSPARK_PYTHON.")
+    queue = Unicode("", config=True, help="YARN queue (empty: the cluster's default).")
+    forward_env = List(Unicode(), config=True,
+                       help="Names (besides KERNEL_*) of the start request's env passed to the driver.")
+    launch_timeout = Float(300.0, config=True,
+                           help="Seconds from submit to connected kernel (when the client sends no "
+                           "KERNEL_LAUNCH_TIMEOUT).")
+    accepted_timeout = Float(120.0, config=True,
+                             help="Seconds an application may wait in ACCEPTED (queue full) before the launch fails.")
+    spark_context_initialization_mode = Unicode("lazy", config=True, help="lazy, eager or none.")
+    launch_poll_interval = Float(1.0, config=True, help="Seconds between YARN state checks while launching.")
+    shutdown_wait = Float(20.0, config=True, help="Seconds a stopping kernel's application gets to end by itself.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app_id: Optional[str] = None
+        self.owner = ""
+        self.control_host = ""
+        self.control_port = 0
+        self.connection_key = ""
+        self._exit_code: Optional[int] = None
+        self._launching = False
+        self._stopping = False
+        self._last_fresh = 0.0
+        self._argv_template: list[str] = []
+        self._spec: Optional[SubmitSpec] = None
+        self._driver_env: dict[str, str] = {}
+        self._timeout = self.launch_timeout
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def has_process(self) -> bool:
+        return self._launching or (self.app_id is not None and self._exit_code is None)
+
+    def _label(self) -> str:
+        return f"Kernel {self.kernel_id}" + (f" (YARN application {self.app_id})" if self.app_id else "")
+
+    def _resolve(self, path: str) -> str:
+        if os.path.isabs(path):
+            return path
+        spec_dir = getattr(self.kernel_spec, "resource_dir", "") or ""
+        candidate = os.path.join(spec_dir, path)
+        if os.path.exists(candidate):
+            return candidate
+        import yarn_gateway_launchers
+
+        base = os.path.dirname(os.path.abspath(yarn_gateway_launchers.__file__))
+        for cand in (os.path.join(base, path), os.path.join(base, os.path.basename(path))):
+            if os.path.exists(cand):
+                return cand
+        raise GatewayError(500, f"Kernelspec {getattr(self.kernel_spec, 'display_name', '')!r}: launcher file "
+                           f"{path!r} not found; ask your administrator to reinstall the kernelspecs.")
+
+    def _rm(self) -> RMClient:
+        return _services(self).rm()
+
+    # -- launch -------------------------------------------------------------------------
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs = await super().pre_launch(**kwargs)
+        env: dict[str, str] = kwargs["env"]
+        self.app_id, self._exit_code, self._stopping = None, None, False
+        self.owner = env.get("KERNEL_USERNAME", "")
+        if not is_valid_user_name(self.owner):
+            raise GatewayError(400, f"'{self.owner}' is not a valid user name for a YARN kernel.", reason="Bad user")
+        services = _services(self)
+        spark_home = services.spark_home
+        if not spark_home:
+            raise GatewayError(503, "SPARK_HOME is not configured for YARN kernels (YarnServices.spark_home).",
+                               reason="YARN not configured")
+        registry = getattr(self.parent, "parent", None)
+        forward = set(self.forward_env) | set(getattr(registry, "allowed_envs", []) or [])
+        driver_env = {k: v for k, v in env.items() if k.startswith("KERNEL_") or k in forward}
+        driver_env.update({str(k): str(v) for k, v in (self.kernel_spec.env or {}).items()})
+        driver_env.update({str(k): str(v) for k, v in self.driver_env.items()})
+        driver_env.pop("KERNEL_LAUNCH_TOKEN", None)
+        self._driver_env = driver_env
+        self._timeout = float(env.get("KERNEL_LAUNCH_TIMEOUT") or self.launch_timeout)
+        self._spec = SubmitSpec(
+            spark_submit=os.path.join(spark_home, "bin", "spark-submit"),
+            proxy_user=self.owner,
+            name=f"jupyter-kernel-{self.kernel_id}",
+            primary=self._resolve(self.launcher),
+            queue=self.queue or None,
+            tags=["yarn-gateway", services.app_tag, f"kernel-{self.kernel_id}"],
+            conf={str(k): str(v) for k, v in self.spark_conf.items()},
+            spark_opts=list(self.spark_opts),
+            main_class=self.launcher_class or None,
+            py_files=[self._resolve(p) for p in self.py_files],
+            jars=[self._resolve(p) for p in self.jars],
+            files=[self._resolve(p) for p in self.files],
+        )
+        self._argv_template = list(self.kernel_spec.argv)
+        kwargs["cmd"] = [self._spec.spark_submit, "...", self._spec.primary]  # informational: built at launch
+        return kwargs
+
+    def _submit_env(self, services: YarnServices) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("YARN_GATEWAY_")}
+        env["SPARK_HOME"] = services.spark_home
+        env["HADOOP_CONF_DIR"] = services.hadoop_conf_dir
+        # The driver's Python is the kernelspec's business (driver_env), never the gateway's own:
+        # spark-submit would carry these into the AM.
+        for name in ("KERNEL_LAUNCH_TOKEN", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+            env.pop(name, None)
+        return env
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        assert self._spec is not None, "pre_launch() runs first"
+        services = _services(self)
+        listener = await services.listener()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        token = secrets.token_urlsafe(32)
+        response = listener.register(self.kernel_id, token)
+        values = {
+            "kernel_id": self.kernel_id, "response_address": listener.address,
+            "public_key": listener.public_key_b64, "port_range": services.port_range,
+            "spark_context_initialization_mode": self.spark_context_initialization_mode,
+        }
+        self._spec.app_args = [_fill(arg, values) for arg in self._argv_template]
+        workdir = tempfile.mkdtemp(prefix="yarngw-submit-")
+        self._launching = True
+        try:
+            props = os.path.join(workdir, "kernel.properties")
+            write_properties(props, {**self._driver_env, "KERNEL_LAUNCH_TOKEN": token},
+                             spark_defaults_path(services.spark_home, os.environ))
+            argv = build_argv(self._spec, props)
+            self.log.info("%s: submitting to YARN as %s", self._label(), self.owner)
+            async with services.submit_slot():
+                result = await run_spark_submit(argv, self._submit_env(services), max(1.0, deadline - loop.time()),
+                                                on_app_id=self._set_app_id)
+            if result.returncode != 0:
+                raise self._submit_failed(result)
+            if self.app_id is None:
+                found = await self._rm().find_by_tag(f"kernel-{self.kernel_id}")
+                if found is None:
+                    raise GatewayError(500, f"Kernel {self.kernel_id}: spark-submit ended without submitting an "
+                                       f"application:\n{diagnose(result.output)}", reason="Kernel start failed")
+                self._set_app_id(str(found["id"]))
+            info = await self._await_launcher(response, deadline)
+        except BaseException as exc:
+            await self._abandon(exc)
+            raise
+        finally:
+            self._launching = False
+            listener.unregister(self.kernel_id)
+            shutil.rmtree(workdir, ignore_errors=True)
+        conn = info["connection_info"]
+        self.control_host = str(conn["ip"])
+        self.control_port = int(info["control_port"])
+        self.connection_key = str(conn["key"])
+        self.log.info("%s: launcher connected from %s", self._label(), info.get("hostname", self.control_host))
+        result_info: KernelConnectionInfo = {
+            "ip": conn["ip"], "transport": conn.get("transport", "tcp"),
+            "signature_scheme": conn.get("signature_scheme", "hmac-sha256"),
+            "key": str(conn["key"]).encode(),  # type: ignore[typeddict-item]  # jupyter_client wants bytes
+            "shell_port": int(conn["shell_port"]), "iopub_port": int(conn["iopub_port"]),
+            "stdin_port": int(conn["stdin_port"]), "control_port": int(conn["control_port"]),
+            "hb_port": int(conn["hb_port"]), "kernel_name": conn.get("kernel_name", ""),
+        }
+        self.connection_info = result_info
+        return result_info
+
+    def _set_app_id(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.log.info("%s submitted", self._label())
+
+    def _submit_failed(self, result: SubmitResult) -> GatewayError:
+        text = "\n".join(result.output)
+        detail = diagnose(result.output)
+        if "is not allowed to impersonate" in text or "Unauthorized connection for super-user" in text:
+            return GatewayError(403, f"Kernel {self.kernel_id}: Hadoop refused to let the gateway ({getpass.getuser()})"
+                                f" run kernels as '{self.owner}':\n{detail}\nAsk your Hadoop administrator to allow "
+                                "it (hadoop.proxyuser settings).", reason="Impersonation refused")
+        if "Client cannot authenticate via" in text or "GSS initiate failed" in text:
+            return GatewayError(503, f"Kernel {self.kernel_id}: the gateway could not authenticate to YARN with "
+                                f"Kerberos:\n{detail}", reason="Kerberos failure")
+        return GatewayError(500, f"Kernel {self.kernel_id}: spark-submit failed (exit {result.returncode}):\n{detail}",
+                            reason="Kernel start failed")
+
+    async def _await_launcher(self, response: asyncio.Future[dict[str, Any]], deadline: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        rm = self._rm()
+        accepted_since: Optional[float] = None
+        rm_errors = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise GatewayError(504, f"{self._label()}: the kernel's launcher did not call back within "
+                                   f"{self._timeout:g} s; the application was killed. Its logs: yarn logs "
+                                   f"-applicationId {self.app_id}", reason="Kernel start timed out")
+            await asyncio.wait({response}, timeout=min(self.launch_poll_interval, remaining))
+            if response.done():
+                try:
+                    return response.result()
+                except LauncherResponseError as exc:
+                    raise GatewayError(500, f"{self._label()}: the launcher's answer was refused: {exc.reason}",
+                                       reason="Kernel start failed") from None
+            assert self.app_id is not None
+            try:
+                app = await rm.app(self.app_id)
+                rm_errors = 0
+            except RMError as exc:
+                rm_errors += 1
+                if rm_errors >= 5:
+                    raise GatewayError(503, f"{self._label()}: the ResourceManager is unreachable: {exc}",
+                                       reason="YARN unreachable") from None
+                continue
+            state = str(app.get("state"))
+            if state in FINAL_STATES:
+                diag = str(app.get("diagnostics") or "no diagnostics")
+                raise GatewayError(500, f"{self._label()} ended {state}/{app.get('finalStatus')} before the kernel "
+                                   f"started. YARN says: {_clean(diag)}", reason="Kernel start failed")
+            if state == "ACCEPTED" and app.get("amRPCAddress") is None:
+                accepted_since = accepted_since or loop.time()
+                waited = loop.time() - accepted_since
+                if waited > self.accepted_timeout:
+                    queue = app.get("queue") or self.queue or "default"
+                    raise GatewayError(503, f"{self._label()} waited {waited:.0f} s in YARN queue '{queue}' "
+                                       f"without getting resources; it was killed. Try later or another queue. "
+                                       f"YARN says: {_clean(str(app.get('diagnostics', '')))}",
+                                       reason="Queue full")
+            else:
+                accepted_since = None
+
+    async def _abandon(self, exc: BaseException) -> None:
+        """A launch failed or was cancelled: make sure nothing is left running in YARN."""
+        if self.app_id is None:
+            return
+        try:
+            state = await asyncio.shield(self._rm().kill(self.app_id, wait=20))
+            self.log.info("%s: launch abandoned (%s); application now %s", self._label(),
+                          type(exc).__name__, state)
+        except Exception as kill_exc:
+            self.log.error("%s: could not kill the application after a failed launch: %s", self._label(), kill_exc)
+        self._exit_code = 1
+
+    # -- running ------------------------------------------------------------------------
+    async def poll(self) -> Optional[int]:
+        """None while the application runs; an exit code (0 = FINISHED) once it has ended."""
+        if self._exit_code is not None:
+            return self._exit_code
+        if self.app_id is None:
+            return None if self._launching else 0
+        rm = self._rm()
+        try:
+            if self._stopping and time.monotonic() - self._last_fresh > 0.5:
+                self._last_fresh = time.monotonic()
+                state: Optional[str] = str((await rm.app(self.app_id)).get("state"))
+            else:
+                state = await rm.cached_state(self.app_id)
+        except RMError as exc:
+            self.log.warning("%s: state unknown (%s)", self._label(), exc)
+            return None
+        if state is None or state in FINAL_STATES:
+            self._exit_code = 0 if state == "FINISHED" else 1
+            return self._exit_code
+        return None
+
+    async def wait(self) -> Optional[int]:
+        while (code := await self.poll()) is None:  # noqa: ASYNC110 - YARN has no push notification
+            await asyncio.sleep(0.5 if self._stopping else 2.0)
+        return code
+
+    async def _control(self, request: str, signum: Optional[int] = None, timeout: float = 10.0) -> None:
+        if not self.control_port:
+            raise ControlRequestError(self.kernel_id, request, "launcher not connected")
+        await send_control(self.control_host, self.control_port, self.kernel_id, self.connection_key, request,
+                           signum=signum, timeout=timeout)
+
+    async def send_signal(self, signum: int) -> None:
+        try:
+            await self._control("ping" if signum == 0 else "signal", None if signum == 0 else signum)
+        except ControlRequestError as exc:
+            raise GatewayError(502, f"{self._label()}: could not deliver signal {signum} to the kernel: "
+                               f"{exc.reason}", reason="Signal failed") from None
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
+
+    async def terminate(self, restart: bool = False) -> None:
+        self._stopping = True
+        try:
+            await self._control("shutdown", timeout=5.0)
+        except ControlRequestError as exc:
+            self.log.info("%s: launcher did not take shutdown (%s); killing the application", self._label(),
+                          exc.reason)
+            await self.kill(restart)
+
+    async def kill(self, restart: bool = False) -> None:
+        self._stopping = True
+        if self.app_id is None or self._exit_code is not None:
+            return
+        try:
+            state = await self._rm().kill(self.app_id, wait=30)
+            self.log.info("%s killed (%s)", self._label(), state)
+        except RMError as exc:
+            self.log.error("%s: kill failed: %s", self._label(), exc)
+            return
+        self._exit_code = 0 if state == "FINISHED" else 1
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.app_id:
+            self._rm().forget(self.app_id)
+        self.control_port = 0
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, self.shutdown_wait)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return recommended
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await super().get_provisioner_info()
+        info.update(app_id=self.app_id, owner=self.owner, control_host=self.control_host,
+                    control_port=self.control_port)
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.app_id = provisioner_info.get("app_id")
+        self.owner = provisioner_info.get("owner", "")
+        self.control_host = provisioner_info.get("control_host", "")
+        self.control_port = int(provisioner_info.get("control_port") or 0)
+
+
+def _fill(arg: str, values: dict[str, str]) -> str:
+    for key in ARG_KEYS:
+        arg = arg.replace("{" + key + "}", values[key])
+    return arg
+
+
+def _clean(text: str) -> str:
+    from ..errors import strip_java_stack
+
+    return strip_java_stack(text, max_lines=8) or "no diagnostics"
+

@@ -1,0 +1,1 @@
+"""Talking to YARN: the ResourceManager REST client and spark-submit."""
