@@ -75,7 +75,11 @@ class YarnGatewayApp(Application):
     version = __version__
     description = "Jupyter kernels in YARN cluster mode for desktop notebooks (jupyter lab --gateway-url=...)."
 
-    subcommands = {"generate-config": (GenerateConfigApp, GenerateConfigApp.description)}
+    subcommands = {
+        "generate-config": (GenerateConfigApp, GenerateConfigApp.description),
+        "install-kernelspecs": ("yarn_gateway.kernels.install.InstallKernelspecsApp",
+                                "Install the YARN kernelspecs (with launchers) into a directory."),
+    }
     aliases = {
         "ip": "YarnGatewayApp.ip",
         "port": "YarnGatewayApp.port",
@@ -128,7 +132,11 @@ class YarnGatewayApp(Application):
 
     @property
     def classes(self) -> list[type]:  # type: ignore[override]
-        return [YarnGatewayApp, TokenAuthenticator, NoneAuthenticator, AccessPolicy, KernelRegistry]
+        from .provisioners.services import YarnServices
+        from .provisioners.yarn import YarnProvisioner
+
+        return [YarnGatewayApp, TokenAuthenticator, NoneAuthenticator, AccessPolicy, KernelRegistry, YarnServices,
+                YarnProvisioner]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -141,3 +141,25 @@ async def test_tls(tmp_path: Any, token_file: str) -> None:
             await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/api", request_timeout=5)
     finally:
         await app.stop_server()
+
+
+async def test_install_kernelspecs_is_self_contained(tmp_path: Any, make_gateway: Any) -> None:
+    import json
+
+    dest = tmp_path / "kernels"
+    r = _run("install-kernelspecs", f"--dest={dest}", "--python=/opt/cluster/python3", "--queue=analytics")
+    assert r.returncode == 0, r.stderr
+    spec_dir = dest / "spark_python_yarn_cluster"
+    spec = json.loads((spec_dir / "kernel.json").read_text())
+    config = spec["metadata"]["kernel_provisioner"]["config"]
+    assert config["launcher"] == str(spec_dir / "launch_ipykernel.py")
+    assert config["py_files"] == [str(spec_dir / "launcher_protocol.py")]
+    assert (spec_dir / "launch_ipykernel.py").is_file() and (spec_dir / "launcher_protocol.py").is_file()
+    assert config["driver_env"]["PYSPARK_PYTHON"] == "/opt/cluster/python3" and config["queue"] == "analytics"
+    assert _run("install-kernelspecs", f"--dest={dest}").returncode != 0  # refuses to overwrite
+    assert _run("install-kernelspecs", f"--dest={dest}", "--force").returncode == 0
+    gw = await make_gateway({"YarnGatewayApp": {"kernelspec_dirs": [str(dest)]}})
+    specs = (await gw.client().request("GET", "api/kernelspecs")).body["kernelspecs"]
+    assert list(specs) == ["spark_python_yarn_cluster"]
+    assert specs["spark_python_yarn_cluster"]["spec"]["metadata"]["kernel_provisioner"]["provisioner_name"] == (
+        "yarn-provisioner")
