@@ -89,6 +89,7 @@ class YarnGatewayApp(Application):
         "keyfile": "YarnGatewayApp.keyfile",
         "authenticator": "YarnGatewayApp.authenticator_class",
         "log-level": "Application.log_level",
+        "pid-file": "YarnGatewayApp.pid_file",
     }
 
     ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
@@ -112,6 +113,8 @@ class YarnGatewayApp(Application):
     )
     websocket_ping_interval = Float(30.0, config=True, help="Seconds between websocket pings (keeps proxies open).")
     executor_threads = Int(16, config=True, help="Threads for blocking calls (RM REST, Kerberos, filesystem).")
+    pid_file = Unicode("", config=True, help="Write the daemon's pid here while it runs (for service managers "
+                       "that want one); removed on a clean stop. Refuses to start if it names a live process.")
 
     @default("kernelspec_dirs")
     def _kernelspec_dirs_default(self) -> list[str]:
@@ -252,10 +255,44 @@ class YarnGatewayApp(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         await self.start_server()
-        await self._stop_event.wait()
-        self.log.info("Stopping")
-        await self.stop_server()
-        self.log.info("Stopped")
+        self._write_pid_file()
+        try:
+            await self._stop_event.wait()
+            self.log.info("Stopping")
+            await self.stop_server()
+            self.log.info("Stopped")
+        finally:
+            self._remove_pid_file()
+
+    def _write_pid_file(self) -> None:
+        if not self.pid_file:
+            return
+        try:
+            with open(self.pid_file, encoding="ascii") as f:
+                old = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            old = 0
+        if old and old != os.getpid():
+            try:
+                os.kill(old, 0)
+            except ProcessLookupError:
+                pass
+            else:
+                raise OSError(f"pid file {self.pid_file} names a running process ({old}); is the gateway running?")
+        tmp = f"{self.pid_file}.{os.getpid()}"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, self.pid_file)
+
+    def _remove_pid_file(self) -> None:
+        if self.pid_file:
+            try:
+                with open(self.pid_file, encoding="ascii") as f:
+                    if int(f.read().strip() or 0) != os.getpid():
+                        return
+                os.remove(self.pid_file)
+            except (OSError, ValueError):
+                pass
 
     def _on_signal(self, sig: int) -> None:
         self.log.info("Received %s", signal.Signals(sig).name)

@@ -69,7 +69,8 @@ async def _wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[A
 async def test_token_from_environment_and_graceful_sigterm(tmp_path: Any) -> None:
     port = free_port()
     env = dict(os.environ, YARN_GATEWAY_TOKEN="env-token-123")
-    proc = subprocess.Popen([sys.executable, "-m", "yarn_gateway", f"--port={port}"], env=env,
+    pid_file = tmp_path / "yarn-gateway.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "yarn_gateway", f"--port={port}", f"--pid-file={pid_file}"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -77,11 +78,13 @@ async def test_token_from_environment_and_graceful_sigterm(tmp_path: Any) -> Non
         c = GatewayClient(url, "env-token-123")
         assert (await c.request("GET", "api", token="nope")).code == 401
         kid = await c.start_kernel()
+        assert pid_file.read_text().strip() == str(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
         assert proc.returncode == 0, out
         assert "Received SIGTERM" in out and "Stopped" in out and f"Kernel {kid} shut down" in out
         assert "env-token-123" not in out  # the token is never logged
+        assert not pid_file.exists()
     finally:
         if proc.poll() is None:
             proc.kill()
