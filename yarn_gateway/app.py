@@ -22,19 +22,23 @@ from traitlets.utils.importstring import import_item
 
 from . import __version__
 from .auth.base import Authenticator
+from .auth.kerberos import KerberosAuthenticator
 from .auth.none import NoneAuthenticator
 from .auth.policy import AccessPolicy
 from .auth.token import TokenAuthenticator
 from .handlers.api import VersionHandler
 from .handlers.base import NotFoundHandler
 from .handlers.channels import ChannelsHandler
+from .handlers.health import HealthCheck, HealthHandler
 from .handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
+from .kerberos import KerberosLogin
 from .kernels.registry import KernelRegistry
 
 AUTHENTICATORS = {
     "token": "yarn_gateway.auth.token.TokenAuthenticator",
     "none": "yarn_gateway.auth.none.NoneAuthenticator",
+    "kerberos": "yarn_gateway.auth.kerberos.KerberosAuthenticator",
 }
 
 _UUID = r"(?P<kernel_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
@@ -135,17 +139,21 @@ class YarnGatewayApp(Application):
 
     @property
     def classes(self) -> list[type]:  # type: ignore[override]
+        from .kernels.sessions import SessionKeeper
+        from .kernels.store import DirectoryStore
+        from .kernels.zkstore import ZooKeeperStore
         from .provisioners.services import YarnServices
         from .provisioners.yarn import YarnProvisioner
 
         return [YarnGatewayApp, TokenAuthenticator, NoneAuthenticator, AccessPolicy, KernelRegistry, YarnServices,
-                YarnProvisioner]
+                YarnProvisioner, SessionKeeper, DirectoryStore, ZooKeeperStore, KerberosAuthenticator, KerberosLogin]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.http_server: Optional[httpserver.HTTPServer] = None
         self.registry: Optional[KernelRegistry] = None
         self._stop_event: Optional[asyncio.Event] = None
+        self.kerberos_login: Optional[KerberosLogin] = None
 
     @catch_config_error
     def initialize(self, argv: Optional[list[str]] = None) -> None:
@@ -167,7 +175,7 @@ class YarnGatewayApp(Application):
         cls = import_item(cls_name)
         auth: Authenticator = cls(parent=self, log=self.log)
         auth.check_bind(self.ip)
-        if isinstance(auth, TokenAuthenticator):
+        if isinstance(auth, (TokenAuthenticator, KerberosAuthenticator)):
             auth.check_config()
         return auth
 
@@ -183,6 +191,7 @@ class YarnGatewayApp(Application):
             (rf"{b}api/kernels/{_UUID}/?", KernelHandler),
             (rf"{b}api/kernels/{_UUID}/(?P<action>interrupt|restart)/?", KernelActionHandler),
             (rf"{b}api/kernels/{_UUID}/channels", ChannelsHandler),
+            (rf"{b}api/health/?", HealthHandler),
             (r".*", NotFoundHandler),
         ]
         return web.Application(
@@ -198,7 +207,19 @@ class YarnGatewayApp(Application):
             websocket_ping_interval=self.websocket_ping_interval,
             websocket_ping_timeout=self.websocket_ping_interval * 3,
             log_function=self._log_request,
+            health_checks=self.health_checks(),
         )
+
+    def health_checks(self) -> list[HealthCheck]:
+        """Named checks behind GET /api/health."""
+        checks: list[HealthCheck] = []
+        login = self.kerberos_login
+        if login is not None:
+            async def kerberos() -> dict[str, Any]:
+                return login.health()
+
+            checks.append(HealthCheck("kerberos", kerberos))
+        return checks
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()
@@ -225,7 +246,12 @@ class YarnGatewayApp(Application):
         authenticator = self.make_authenticator()
         policy = AccessPolicy(parent=self, log=self.log)
         ksm = KernelSpecManager(parent=self, kernel_dirs=list(self.kernelspec_dirs), ensure_native_kernel=False)
+        login = KerberosLogin(parent=self, log=self.log)
+        if login.enabled:
+            await login.start()
+            self.kerberos_login = login
         self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy)
+        self.registry.yarn_services.kerberos = self.kerberos_login
         app = self.make_web_app(self.registry, authenticator, policy, ksm)
         self.http_server = httpserver.HTTPServer(
             app, ssl_options=self.ssl_options(), max_body_size=16 * 1024 * 1024, xheaders=False
@@ -236,14 +262,29 @@ class YarnGatewayApp(Application):
         scheme = "https" if self.certfile else "http"
         self.log.info("yarn-gateway %s listening on %s://%s:%d%s (authenticator: %s)", __version__, scheme,
                       self.ip, port, self.base_url, authenticator.kind)
+        self._recovery = asyncio.ensure_future(self._recover(self.registry))
         return port
 
+    async def _recover(self, registry: KernelRegistry) -> None:
+        """Re-attach recorded kernels, then start sweeping and culling (in the background:
+        requests are served meanwhile, and a request for a recorded kernel attaches it)."""
+        try:
+            await registry.sessions.recover_all()
+        except Exception as exc:
+            self.log.error("Recovering kernels failed: %s", exc)
+        registry.sessions.start_housekeeping()
+
     async def stop_server(self) -> None:
+        recovery = getattr(self, "_recovery", None)
+        if recovery is not None and not recovery.done():
+            recovery.cancel()
         if self.http_server is not None:
             self.http_server.stop()
             await self.http_server.close_all_connections()
         if self.registry is not None:
             await self.registry.stop()
+        if self.kerberos_login is not None:
+            await self.kerberos_login.stop()
 
     async def _run(self) -> None:
         await self.run_until_stopped()

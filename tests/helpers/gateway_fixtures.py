@@ -38,7 +38,12 @@ def token_file(tmp_path: Any) -> str:
 
 
 @pytest.fixture
-async def make_gateway(token_file: str) -> AsyncIterator[Callable[..., Awaitable[RunningGateway]]]:
+def sessions_dir(tmp_path: Any) -> Any:
+    return tmp_path / "sessions"
+
+
+@pytest.fixture
+async def make_gateway(token_file: str, sessions_dir: Any) -> AsyncIterator[Callable[..., Awaitable[RunningGateway]]]:
     started: list[YarnGatewayApp] = []
 
     async def make(extra: dict[str, Any] | None = None) -> RunningGateway:
@@ -48,6 +53,7 @@ async def make_gateway(token_file: str) -> AsyncIterator[Callable[..., Awaitable
         c.TokenAuthenticator.token_file = token_file
         c.AccessPolicy.admin_users = {"admin"}
         c.KernelRegistry.launch_timeout = 60.0
+        c.DirectoryStore.directory = str(sessions_dir)
         for section, values in (extra or {}).items():
             for k, v in values.items():
                 setattr(getattr(c, section), k, v)

@@ -95,6 +95,8 @@ class APIHandler(GatewayMixin, web.RequestHandler):
             if self._finished:
                 return
             self.clear()
+            if e.status == 401:  # clear() dropped the challenge headers set in prepare()
+                self.authenticator.challenge(self)
             self.set_status(e.status)
             self.finish(json.dumps(e.to_json()))
             return

@@ -37,7 +37,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
 
     async def get(self, kernel_id: str) -> None:
         try:
-            self._rec = self.registry.get(kernel_id, self.caller)
+            self._rec = await self.registry.lookup(kernel_id, self.caller)
         except GatewayError as exc:
             raise web.HTTPError(exc.status, exc.message) from None
         await super().get(kernel_id)

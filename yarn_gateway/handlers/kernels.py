@@ -7,8 +7,8 @@ from .base import APIHandler
 
 
 class KernelsHandler(APIHandler):
-    def get(self) -> None:
-        self.finish_json([rec.model() for rec in self.registry.list(self.caller)])
+    async def get(self) -> None:
+        self.finish_json(await self.registry.list_models(self.caller))
 
     async def post(self) -> None:
         body = self.json_body()
@@ -21,11 +21,11 @@ class KernelsHandler(APIHandler):
 
 
 class KernelHandler(APIHandler):
-    def get(self, kernel_id: str) -> None:
-        self.finish_json(self.registry.get(kernel_id, self.caller).model())
+    async def get(self, kernel_id: str) -> None:
+        self.finish_json((await self.registry.lookup(kernel_id, self.caller)).model())
 
     async def delete(self, kernel_id: str) -> None:
-        rec = self.registry.get(kernel_id, self.caller)
+        rec = await self.registry.lookup(kernel_id, self.caller)
         await self.registry.shutdown(rec)
         self.set_status(204)
         self.finish()
@@ -33,7 +33,7 @@ class KernelHandler(APIHandler):
 
 class KernelActionHandler(APIHandler):
     async def post(self, kernel_id: str, action: str) -> None:
-        rec = self.registry.get(kernel_id, self.caller)
+        rec = await self.registry.lookup(kernel_id, self.caller)
         if action == "interrupt":
             await self.registry.interrupt(rec)
             self.set_status(204)

@@ -36,6 +36,9 @@ class KernelSpecsHandler(APIHandler):
     async def get(self) -> None:
         ksm: KernelSpecManager = self.settings["kernel_spec_manager"]
         specs = await run_blocking(all_spec_models, ksm, self.settings["base_url"])
+        for name in list(specs):  # kernelspec ACLs: a user sees only what they may start
+            if await self.policy.kernelspec_denial(self.caller.name, name) is not None:
+                del specs[name]
         default = self.settings["default_kernel_name"]
         if default not in specs and specs:
             default = sorted(specs)[0]
@@ -45,6 +48,7 @@ class KernelSpecsHandler(APIHandler):
 class KernelSpecHandler(APIHandler):
     async def get(self, name: str) -> None:
         ksm: KernelSpecManager = self.settings["kernel_spec_manager"]
+        await self.policy.check_kernelspec(self.caller.name, name)
         try:
             spec = await run_blocking(ksm.get_kernel_spec, name)
         except NoSuchKernel:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from traitlets import Bool, List, Unicode
 from traitlets.config import Application
 
-YARN_SPECS = ("spark_python_yarn_cluster",)
+YARN_SPECS = ("spark_python_yarn_cluster", "spark_scala_yarn_cluster")
 
 
 def _template_dir() -> str:
@@ -29,6 +29,24 @@ def _launcher_dir() -> str:
     import yarn_gateway_launchers
 
     return os.path.dirname(os.path.abspath(yarn_gateway_launchers.__file__))
+
+
+def launcher_dirs() -> list[str]:
+    """Where shipped launcher files are looked up, in order: the ``yarn_gateway_launchers``
+    package (the Python launchers), its ``R`` subdirectory (R files packaged as data), and
+    the sibling ``launchers/R`` directory of a source checkout."""
+    base = _launcher_dir()
+    dirs = [base, os.path.join(base, "R"), os.path.join(os.path.dirname(base), "R")]
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+def find_launcher_file(path: str) -> Optional[str]:
+    """The shipped launcher file ``path`` (relative; its basename is tried too), or None."""
+    for d in launcher_dirs():
+        for cand in (os.path.join(d, path), os.path.join(d, os.path.basename(path))):
+            if os.path.exists(cand):
+                return cand
+    return None
 
 
 def install_kernelspec(name: str, dest: str, *, python: Optional[str] = None, queue: Optional[str] = None,
@@ -63,8 +81,8 @@ def install_kernelspec(name: str, dest: str, *, python: Optional[str] = None, qu
 def _copy_launcher_file(path: str, spec_dir: str) -> str:
     if os.path.isabs(path):
         return path
-    src = os.path.join(_launcher_dir(), path)
-    if not os.path.exists(src):
+    src = find_launcher_file(path)
+    if src is None:
         raise FileNotFoundError(f"launcher file {path!r} is missing from the yarn-gateway installation")
     shutil.copy2(src, os.path.join(spec_dir, os.path.basename(path)))
     return os.path.join(spec_dir, os.path.basename(path))

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Float, Instance, Int, List, Unicode
+from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..auth.base import User
@@ -32,6 +32,7 @@ from ..relay.hub import KernelHub, KernelNotReady
 from ..relay.session import RelayLimits
 from ..utils import isoformat_z, run_blocking
 from .env import base_environment, launch_timeout, validate_request_env
+from .records import record_model
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ class KernelRecord:
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ended: bool = False
+    launch_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def recoverable(self) -> bool:
+        """Whether the kernel can outlive this gateway (its provisioner supports recovery)."""
+        return bool(getattr(self.km.provisioner, "supports_recovery", False))
 
     def model(self) -> dict[str, Any]:
         """The kernel model exactly as jupyter_server returns it."""
@@ -96,6 +103,11 @@ class KernelRegistry(LoggingConfigurable):
         64 * 1024 * 1024, config=True,
         help="Bytes a slow client may lag behind before its output is dropped (and it is told so).",
     )
+    shutdown_kernels_on_stop = Bool(
+        False, config=True,
+        help="Shut YARN kernels down when the gateway stops. Default: leave them running, to be recovered by the "
+        "next start (or another gateway sharing the session store). Local kernels always stop with the gateway.",
+    )
     session_expiry = Float(
         600.0, config=True, help="Seconds a disconnected client session (and its replay buffer) is kept."
     )
@@ -109,23 +121,53 @@ class KernelRegistry(LoggingConfigurable):
 
         # Shared by every YARN kernel of this gateway (the provisioners find it here).
         self.yarn_services = YarnServices(parent=self, log=self.log)
+        from .sessions import SessionKeeper
+
+        self.sessions = SessionKeeper(self)
 
     # -- lookup -----------------------------------------------------------------------
+    def _not_found(self, kernel_id: str) -> GatewayError:
+        return GatewayError(404, f"Kernel {kernel_id} does not exist (or is not yours).", reason="No such kernel")
+
     def get(self, kernel_id: str, caller: User) -> KernelRecord:
-        """The kernel ``kernel_id`` if ``caller`` may see it; 404 otherwise (never 403)."""
+        """A kernel this gateway holds, if ``caller`` may see it; 404 otherwise (never 403)."""
         rec = self.kernels.get(kernel_id)
         if rec is None or not self.policy.can_access(caller, rec.owner):
-            raise GatewayError(404, f"Kernel {kernel_id} does not exist (or is not yours).", reason="No such kernel")
+            raise self._not_found(kernel_id)
         return rec
 
-    def list(self, caller: User) -> list[KernelRecord]:
+    async def lookup(self, kernel_id: str, caller: User) -> KernelRecord:
+        """Like :meth:`get`, but re-attaches a kernel that only the session store knows
+        (started by another gateway instance, or before a restart)."""
+        if kernel_id in self.kernels:
+            return self.get(kernel_id, caller)
+        record = await self.sessions.find(kernel_id)
+        if record is None or not self.policy.can_access(caller, record["owner"]):
+            raise self._not_found(kernel_id)
+        rec = await self.sessions.attach(record)
+        if rec is None:
+            raise self._not_found(kernel_id)
+        return rec
+
+    def held(self, caller: User) -> list[KernelRecord]:
+        """The kernels this gateway holds that ``caller`` may see."""
         return [r for r in self.kernels.values() if self.policy.can_access(caller, r.owner)]
+
+    async def list_models(self, caller: User) -> list[dict[str, Any]]:
+        """Models of every kernel the caller may see: held here, or known to the store."""
+        models = [r.model() for r in self.held(caller)]
+        held = {m["id"] for m in models}
+        for record in await self.sessions.records():
+            if record["kernel_id"] not in held and self.policy.can_access(caller, record["owner"]):
+                models.append(record_model(record))
+        return models
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, caller: User, spec_name: str, request_env: Any) -> KernelRecord:
         """Start a kernel of ``spec_name`` for ``caller``; return once it is ready."""
         env = validate_request_env(request_env, self.allowed_envs)
         owner = self.policy.effective_user(caller, env.get("KERNEL_USERNAME"))
+        await self.policy.check_kernelspec(owner, spec_name)
         timeout = launch_timeout(env, self.launch_timeout, self.max_launch_timeout)
         try:
             await run_blocking(self.kernel_spec_manager.get_kernel_spec, spec_name)
@@ -133,16 +175,9 @@ class KernelRegistry(LoggingConfigurable):
             raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
         kernel_id = str(uuid.uuid4())
         env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT=f"{timeout:g}")
-        km = AsyncKernelManager(
-            kernel_name=spec_name,
-            kernel_spec_manager=self.kernel_spec_manager,
-            shutdown_wait_time=self.shutdown_wait_time,
-            parent=self,
-            log=self.log,
-        )
-        km.kernel_id = kernel_id
+        km = self.new_manager(spec_name, kernel_id)
         hub = KernelHub(kernel_id, self.context, self._limits())
-        rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub)
+        rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
         self.log.info("Kernel %s (%s) starting for %s", kernel_id, spec_name, owner)
         try:
@@ -158,8 +193,27 @@ class KernelRegistry(LoggingConfigurable):
             await self._discard(rec)
             raise self._start_error(rec, exc, timeout) from exc
         self.log.info("Kernel %s (%s) ready for %s", kernel_id, spec_name, owner)
+        await self.sessions.save(rec)
         self._ensure_monitor()
         return rec
+
+    def new_manager(self, spec_name: str, kernel_id: str) -> AsyncKernelManager:
+        km = AsyncKernelManager(
+            kernel_name=spec_name,
+            kernel_spec_manager=self.kernel_spec_manager,
+            shutdown_wait_time=self.shutdown_wait_time,
+            parent=self,
+            log=self.log,
+        )
+        km.kernel_id = kernel_id
+        return km
+
+    def provisioner_checkpoint(self, kernel_id: str) -> None:
+        """Called by a provisioner as soon as it knows something recovery needs (an app id)."""
+        rec = self.kernels.get(kernel_id)
+        if rec is not None:
+            fut = asyncio.ensure_future(self.sessions.save(rec, launching=True))
+            fut.add_done_callback(_log_failure)
 
     def _start_error(self, rec: KernelRecord, exc: BaseException, timeout: float) -> GatewayError:
         if isinstance(exc, GatewayError):
@@ -210,6 +264,7 @@ class KernelRegistry(LoggingConfigurable):
                 rec.hub.broadcast_status("dead")
                 raise GatewayError(500, f"Kernel {rec.kernel_id} ({rec.name}) failed to restart: {exc}",
                                    reason="Restart failed") from exc
+            await self.sessions.save(rec)
         self.log.info("Kernel %s restarted", rec.kernel_id)
 
     async def shutdown(self, rec: KernelRecord, now: bool = False) -> None:
@@ -222,14 +277,33 @@ class KernelRegistry(LoggingConfigurable):
                 await rec.km.shutdown_kernel(now=now)
             finally:
                 rec.hub.close()
+                await self.sessions.forget(rec.kernel_id)
         self.log.info("Kernel %s shut down", rec.kernel_id)
 
+    def release(self, rec: KernelRecord) -> None:
+        """Stop holding a kernel without stopping it (it keeps running in YARN)."""
+        rec.ended = True
+        self.kernels.pop(rec.kernel_id, None)
+        rec.hub.close()
+
     async def stop(self) -> None:
-        """Gateway shutdown: stop monitoring and shut every kernel down."""
+        """Gateway shutdown. Kernels that can outlive the gateway are left running (their
+        records stay in the session store) unless ``shutdown_kernels_on_stop``; the
+        others (local kernels, children of this process) are shut down."""
         if self._monitor is not None:
             self._monitor.cancel()
             self._monitor = None
-        await asyncio.gather(*(self.shutdown(r) for r in list(self.kernels.values())), return_exceptions=True)
+        await self.sessions.stop_housekeeping()
+        to_stop = []
+        for rec in list(self.kernels.values()):
+            if rec.recoverable and not self.shutdown_kernels_on_stop:
+                await self.sessions.save(rec)
+                self.release(rec)
+                self.log.info("Kernel %s left running (%s)", rec.kernel_id, rec.km.provisioner.__class__.__name__)
+            else:
+                to_stop.append(rec)
+        await asyncio.gather(*(self.shutdown(r) for r in to_stop), return_exceptions=True)
+        await self.sessions.close()
         await self.yarn_services.stop()
         self.context.term()
 
@@ -263,3 +337,11 @@ class KernelRegistry(LoggingConfigurable):
                 if not alive and not rec.lock.locked():
                     self.log.warning("Kernel %s (%s, %s) died", rec.kernel_id, rec.name, rec.owner)
                     rec.hub.broadcast_status("dead")
+                    if rec.recoverable:  # its application ended: nothing left to reconnect to
+                        self.release(rec)
+                        await self.sessions.forget(rec.kernel_id)
+
+
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("Saving a session record failed: %s", fut.exception())

@@ -11,7 +11,7 @@ import contextlib
 import getpass
 import os
 from collections.abc import AsyncIterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from traitlets import Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -20,6 +20,9 @@ from ..errors import GatewayError
 from ..minicluster.hadoop_conf import load_hadoop_conf, rm_webapp_urls
 from ..yarn.rm_client import RMClient
 from .response_listener import ResponseListener
+
+if TYPE_CHECKING:
+    from ..kerberos import KerberosLogin
 
 
 class YarnServices(LoggingConfigurable):
@@ -74,6 +77,8 @@ class YarnServices(LoggingConfigurable):
         self._submits: Optional[asyncio.Semaphore] = None
         self.submits_waiting = 0
         self.submits_running = 0
+        #: The gateway's keytab login (set by the app when KerberosLogin.keytab is configured).
+        self.kerberos: Optional[KerberosLogin] = None
 
     @property
     def app_tag(self) -> str:
@@ -105,6 +110,8 @@ class YarnServices(LoggingConfigurable):
             from yarn_api_client.auth import SimpleAuth
 
             return SimpleAuth(getpass.getuser())
+        if self.rm_auth == "kerberos" and self.kerberos is not None:
+            return self.kerberos.requests_auth()  # SPNEGO from the gateway's own cache
         if self.rm_auth == "kerberos":
             from requests_kerberos import OPTIONAL, HTTPKerberosAuth
 

@@ -64,6 +64,9 @@ class YarnProvisioner(KernelProvisionerBase):
     """See the module docstring. Settings come from the kernelspec's
     ``metadata.kernel_provisioner.config`` and from the gateway configuration."""
 
+    #: The kernel lives in YARN, not under this process: it can outlive the gateway.
+    supports_recovery = True
+
     launcher = Unicode(config=True, help="Launcher (.py, .R or .jar): absolute, or relative to the kernelspec "
                        "directory, else to the launchers shipped with yarn-gateway.")
     launcher_class = Unicode("", config=True, help="Main class when the launcher is a jar.")
@@ -116,12 +119,11 @@ class YarnProvisioner(KernelProvisionerBase):
         candidate = os.path.join(spec_dir, path)
         if os.path.exists(candidate):
             return candidate
-        import yarn_gateway_launchers
+        from ..kernels.install import find_launcher_file
 
-        base = os.path.dirname(os.path.abspath(yarn_gateway_launchers.__file__))
-        for cand in (os.path.join(base, path), os.path.join(base, os.path.basename(path))):
-            if os.path.exists(cand):
-                return cand
+        found = find_launcher_file(path)
+        if found is not None:
+            return found
         raise GatewayError(500, f"Kernelspec {getattr(self.kernel_spec, 'display_name', '')!r}: launcher file "
                            f"{path!r} not found; ask your administrator to reinstall the kernelspecs.")
 
@@ -175,11 +177,15 @@ class YarnProvisioner(KernelProvisionerBase):
         # spark-submit would carry these into the AM.
         for name in ("KERNEL_LAUNCH_TOKEN", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
             env.pop(name, None)
+        if services.kerberos is not None:  # the gateway's ticket; the JVM needs krb5.conf as a -D option
+            env.update(services.kerberos.submit_env())
         return env
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         assert self._spec is not None, "pre_launch() runs first"
         services = _services(self)
+        if services.kerberos is not None:  # no valid ticket: fail now (503 naming principal and keytab)
+            await services.kerberos.ensure_valid()
         listener = await services.listener()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -237,6 +243,10 @@ class YarnProvisioner(KernelProvisionerBase):
     def _set_app_id(self, app_id: str) -> None:
         self.app_id = app_id
         self.log.info("%s submitted", self._label())
+        # Checkpoint at once, so a gateway that dies now can still stop or recover this launch.
+        checkpoint = getattr(getattr(self.parent, "parent", None), "provisioner_checkpoint", None)
+        if checkpoint is not None:
+            checkpoint(self.kernel_id)
 
     def _submit_failed(self, result: SubmitResult) -> GatewayError:
         text = "\n".join(result.output)
@@ -384,17 +394,18 @@ class YarnProvisioner(KernelProvisionerBase):
         return recommended
 
     async def get_provisioner_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = await super().get_provisioner_info()
-        info.update(app_id=self.app_id, owner=self.owner, control_host=self.control_host,
-                    control_port=self.control_port)
-        return info
+        """JSON-safe checkpoint (no connection info: the session record keeps that)."""
+        return {"kernel_id": self.kernel_id, "app_id": self.app_id, "owner": self.owner,
+                "control_host": self.control_host, "control_port": self.control_port}
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
-        await super().load_provisioner_info(provisioner_info)
+        """Restore a checkpoint; ``connection_key`` comes from the record's connection info."""
+        self.kernel_id = provisioner_info.get("kernel_id", self.kernel_id)
         self.app_id = provisioner_info.get("app_id")
         self.owner = provisioner_info.get("owner", "")
         self.control_host = provisioner_info.get("control_host", "")
         self.control_port = int(provisioner_info.get("control_port") or 0)
+        self._exit_code = None
 
 
 def _fill(arg: str, values: dict[str, str]) -> str:

@@ -1,0 +1,249 @@
+"""SessionKeeper: the registry's link to the session store.
+
+It saves and forgets records, re-attaches kernels from records (on start, and on demand
+for a kernel another gateway instance started), and runs the housekeeping that must
+happen on exactly one instance at a time: sweeping orphaned YARN applications and
+stale records, and culling idle kernels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional
+
+from jupyter_client.provisioning import KernelProvisionerFactory
+from traitlets import Bool, Float, Unicode
+from traitlets.config import LoggingConfigurable
+from traitlets.utils.importstring import import_item
+
+from ..errors import GatewayError
+from ..relay.hub import KernelHub, KernelNotReady
+from ..utils import run_blocking
+from .env import base_environment
+from .records import record_of
+from .store import SessionStore
+
+if TYPE_CHECKING:
+    from .registry import KernelRecord, KernelRegistry
+
+STORES = {
+    "directory": "yarn_gateway.kernels.store.DirectoryStore",
+    "zookeeper": "yarn_gateway.kernels.zkstore.ZooKeeperStore",
+}
+
+
+class SessionKeeper(LoggingConfigurable):
+    """See the module docstring. Configured as ``c.SessionKeeper.*``."""
+
+    store = Unicode(
+        "directory", config=True,
+        help="Session store: 'directory' (DirectoryStore.directory; shared filesystem for active/passive), "
+        "'zookeeper' (ZooKeeperStore.*; active/active), 'none' (kernels do not survive a restart), "
+        "or an import path.",
+    )
+    recover_on_start = Bool(True, config=True, help="Re-attach every recorded kernel when the gateway starts.")
+    attach_timeout = Float(30.0, config=True, help="Seconds a recorded kernel gets to answer when re-attached.")
+    sweep_interval = Float(
+        300.0, config=True, help="Seconds between orphan sweeps (also run at start). 0 disables sweeping."
+    )
+    sweep_grace = Float(
+        900.0, config=True,
+        help="Applications younger than this (seconds) are never swept: they may be launches in progress.",
+    )
+    cull_idle_timeout = Float(
+        0.0, config=True, help="Shut down kernels idle for this many seconds (0: never). Ends their YARN applications."
+    )
+    cull_interval = Float(60.0, config=True, help="Seconds between culling passes.")
+    cull_connected = Bool(False, config=True, help="Also cull idle kernels that have clients connected.")
+    cull_busy = Bool(False, config=True, help="Also cull kernels that are busy (running a cell).")
+    activity_save_interval = Float(
+        30.0, config=True, help="Seconds between saves of kernels' last activity (culling across instances)."
+    )
+
+    def __init__(self, registry: KernelRegistry) -> None:
+        super().__init__(parent=registry, log=registry.log)
+        self.registry = registry
+        self._store: Optional[SessionStore] = None
+        self._store_ready = asyncio.Lock()
+        self._attaching: dict[str, asyncio.Future[Optional[KernelRecord]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._saved_activity: dict[str, float] = {}
+
+    # -- store --------------------------------------------------------------------------
+    async def _get_store(self) -> Optional[SessionStore]:
+        if self.store == "none":
+            return None
+        async with self._store_ready:
+            if self._store is None:
+                cls = import_item(STORES.get(self.store, self.store))
+                store: SessionStore = cls(parent=self.registry, log=self.log)
+                await store.start()
+                self._store = store
+            return self._store
+
+    @property
+    def gateway_id(self) -> str:
+        return str(self.registry.yarn_services.gateway_id)
+
+    async def save(self, rec: KernelRecord, launching: bool = False) -> None:
+        """Write (or update) the record of a kernel that can outlive the gateway."""
+        if not rec.recoverable or rec.ended:
+            return
+        store = await self._get_store()
+        if store is not None:
+            await store.put(await record_of(rec, self.gateway_id, launching))
+            self._saved_activity[rec.kernel_id] = rec.hub.last_activity.timestamp()
+
+    async def forget(self, kernel_id: str) -> None:
+        store = await self._get_store()
+        self._saved_activity.pop(kernel_id, None)
+        if store is not None:
+            await store.remove(kernel_id)
+
+    async def find(self, kernel_id: str) -> Optional[dict[str, Any]]:
+        store = await self._get_store()
+        if store is None:
+            return None
+        record = await store.get(kernel_id)
+        return record if record is not None and record.get("gateway_id") == self.gateway_id else None
+
+    async def records(self) -> list[dict[str, Any]]:
+        store = await self._get_store()
+        if store is None:
+            return []
+        return [r for r in await store.all() if r.get("gateway_id") == self.gateway_id]
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.stop()
+            self._store = None
+
+    # -- attach -------------------------------------------------------------------------
+    async def attach(self, record: dict[str, Any]) -> Optional[KernelRecord]:
+        """Hold the kernel of ``record`` here; None if it is gone (its record is removed then)."""
+        kid = record["kernel_id"]
+        held = self.registry.kernels.get(kid)
+        if held is not None:
+            return held
+        pending = self._attaching.get(kid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[Optional[KernelRecord]] = asyncio.get_running_loop().create_future()
+        self._attaching[kid] = fut
+        try:
+            rec = await self._attach(record)
+            fut.set_result(rec)
+            return rec
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: waiters get it through their own await
+            raise
+        finally:
+            self._attaching.pop(kid, None)
+
+    async def _attach(self, record: dict[str, Any]) -> Optional[KernelRecord]:
+        from .registry import KernelRecord
+
+        registry = self.registry
+        kid = record["kernel_id"]
+        if record.get("connection_info") is None:
+            await self._abandoned_launch(record)
+            return None
+        km = registry.new_manager(record["name"], kid)
+        try:
+            spec = await run_blocking(registry.kernel_spec_manager.get_kernel_spec, record["name"])
+        except Exception as exc:
+            self.log.error("Kernel %s: cannot re-attach, kernelspec %r unavailable: %s", kid, record["name"], exc)
+            return None
+        km._kernel_spec = spec
+        prov = KernelProvisionerFactory.instance(parent=registry).create_provisioner_instance(kid, spec, parent=km)
+        km.provisioner = prov
+        await prov.load_provisioner_info(dict(record.get("provisioner_info") or {}, kernel_id=kid))
+        if await prov.poll() is not None:
+            self.log.info("Kernel %s: its application has ended; removing its record", kid)
+            await self.forget(kid)
+            return None
+        conn: Any = dict(record["connection_info"])
+        setattr(prov, "connection_key", str(conn.get("key", "")))  # noqa: B010 - the control-port MAC key
+        conn["key"] = str(conn.get("key", "")).encode()
+        km.load_connection_info(conn)
+        prov.connection_info = conn
+        launch_args: Any = {"env": {**base_environment(), **record.get("env", {})}, "kernel_id": kid}
+        km._launch_args = launch_args
+        hub = KernelHub(kid, registry.context, registry._limits())
+        hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
+        try:
+            await hub.connect(dict(km.get_connection_info(session=False)), self.attach_timeout, km.is_alive)
+        except KernelNotReady as exc:
+            hub.close()
+            raise GatewayError(503, f"Kernel {kid} ({record['name']}) is recorded as running but does not answer "
+                               f"({exc}); try again shortly.", reason="Kernel unreachable") from None
+        rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
+                           created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
+                           launch_env=dict(record.get("env", {})))
+        registry.kernels[kid] = rec
+        registry._ensure_monitor()
+        self.log.info("Kernel %s (%s, %s) re-attached", kid, rec.name, rec.owner)
+        return rec
+
+    async def _abandoned_launch(self, record: dict[str, Any]) -> None:
+        """A record of a launch that never completed: once it is old enough, end it."""
+        kid = record["kernel_id"]
+        if time.time() - float(record.get("created", 0)) < self.registry.max_launch_timeout + 60:
+            return  # another instance may still be launching it
+        app_id = (record.get("provisioner_info") or {}).get("app_id")
+        if app_id:
+            with contextlib.suppress(Exception):
+                await self.registry.yarn_services.rm().kill(app_id, wait=20)
+        self.log.warning("Kernel %s: launch never completed (application %s); ended and forgotten", kid, app_id)
+        await self.forget(kid)
+
+    async def recover_all(self) -> int:
+        """Re-attach every recorded kernel of this gateway cluster; return how many."""
+        if not self.recover_on_start:
+            return 0
+        records = await self.records()
+        if not records:
+            return 0
+        sem = asyncio.Semaphore(8)
+
+        async def one(record: dict[str, Any]) -> bool:
+            async with sem:
+                try:
+                    return await self.attach(record) is not None
+                except Exception as exc:
+                    self.log.error("Kernel %s: not recovered: %s", record["kernel_id"], exc)
+                    return False
+
+        results = await asyncio.gather(*(one(r) for r in records))
+        self.log.info("Recovered %d of %d recorded kernel(s)", sum(results), len(records))
+        return sum(results)
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def start_housekeeping(self) -> None:
+        from .housekeeping import activity_loop, cull_loop, sweep_loop
+
+        for loop_fn in (sweep_loop, cull_loop, activity_loop):
+            self._tasks.append(asyncio.ensure_future(loop_fn(self)))
+
+    async def stop_housekeeping(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        store = await self._get_store()
+        if store is None:
+            return _always()
+        return store.exclusive(name)
+
+
+@contextlib.asynccontextmanager
+async def _always() -> Any:
+    yield True

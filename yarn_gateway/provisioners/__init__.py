@@ -1,0 +1,1 @@
+"""Kernel provisioners (YARN, local), the response listener and the launcher control client."""
