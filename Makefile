@@ -23,7 +23,7 @@ help:
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (see bench/README.md)"
 
-deps: apt venv cluster-env
+deps: apt venv cluster-env cluster-toree
 
 # apt: only when something is missing (CI runs as root on a fresh machine).
 apt:
@@ -56,8 +56,8 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # pytest's exit code 5 ("no tests collected") must never pass for success.
-test: deps lint
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: deps lint scala-launcher
+	@YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
 
 test-fast: venv

@@ -8,14 +8,17 @@ setup(
     description="Jupyter kernels in YARN cluster mode for desktop notebooks (a kernel gateway for Hadoop edge nodes)",
     python_requires=">=3.9",
     packages=find_packages(include=["yarn_gateway", "yarn_gateway.*"])
-    + ["yarn_gateway.kernelspecs", "yarn_gateway_launchers"],
+    + ["yarn_gateway.kernelspecs", "yarn_gateway_launchers", "yarn_gateway_launchers.R"],
     package_dir={
         "yarn_gateway.kernelspecs": "kernelspecs",
         "yarn_gateway_launchers": "launchers/python",
+        "yarn_gateway_launchers.R": "launchers/R",
     },
     package_data={
-        "yarn_gateway.kernelspecs": ["*/*"],
-        "yarn_gateway_launchers": ["*.py"],
+        "yarn_gateway.kernelspecs": ["*/kernel.json", "*/logo-*", "*/*.js", "*/*.css"],
+        # The Toree launcher jar (and Toree's assembly) are built by `make scala-launcher`.
+        "yarn_gateway_launchers": ["*.py", "*.jar"],
+        "yarn_gateway_launchers.R": ["*.R"],
     },
     install_requires=[
         "tornado>=6.4",
@@ -27,10 +30,16 @@ setup(
         "psutil>=5.9",
         "requests>=2.31",
         "yarn-api-client==1.0.3",
+        # Kerberos is not optional on a Hadoop edge node; ZooKeeper backs active/active gateways.
+        "pyspnego>=0.10",
+        "requests-kerberos>=0.15",
+        "gssapi>=1.8",
+        "kazoo>=2.10",
     ],
     extras_require={
-        "kerberos": ["pyspnego>=0.10", "requests-kerberos>=0.15", "gssapi>=1.8"],
-        "zookeeper": ["kazoo>=2.10"],
+        # Kept for installers that name them (RPM, Ansible); everything is in install_requires.
+        "kerberos": [],
+        "zookeeper": [],
     },
     entry_points={
         "console_scripts": [

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from jupyter_client.kernelspec import KernelSpecManager
 from tornado import httpserver, web
-from traitlets import Bool, Float, Int, List, Unicode, default, validate
+from traitlets import Bool, Float, Int, List, Unicode, default, observe, validate
 from traitlets.config import Application, catch_config_error
 from traitlets.utils.importstring import import_item
 
@@ -29,9 +29,10 @@ from .auth.token import TokenAuthenticator
 from .handlers.api import VersionHandler
 from .handlers.base import NotFoundHandler
 from .handlers.channels import ChannelsHandler
-from .handlers.health import HealthCheck, HealthHandler
+from .handlers.health import HealthCheck, HealthHandler, ProbeHandler, rm_check, rm_configured
 from .handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
+from .handlers.metrics import MetricsHandler
 from .kerberos import KerberosLogin
 from .kernels.registry import KernelRegistry
 
@@ -83,6 +84,8 @@ class YarnGatewayApp(Application):
         "generate-config": (GenerateConfigApp, GenerateConfigApp.description),
         "install-kernelspecs": ("yarn_gateway.kernels.install.InstallKernelspecsApp",
                                 "Install the YARN kernelspecs (with launchers) into a directory."),
+        "kernels": ("yarn_gateway.admin.kernels.KernelsApp", "List, show or kill kernels of a running gateway."),
+        "check": ("yarn_gateway.admin.check_app.CheckApp", "Validate a configuration and its environment."),
     }
     aliases = {
         "ip": "YarnGatewayApp.ip",
@@ -120,6 +123,27 @@ class YarnGatewayApp(Application):
     pid_file = Unicode("", config=True, help="Write the daemon's pid here while it runs (for service managers "
                        "that want one); removed on a clean stop. Refuses to start if it names a live process.")
 
+    metrics_public = Bool(
+        False, config=True,
+        help="Serve GET /metrics without authentication (for Prometheus scrapers that cannot authenticate). "
+        "The metrics name users (kernels by user) but carry no secrets.",
+    )
+    log_json = Bool(False, config=True, help="Log one JSON object per line (ts, level, logger, message, and "
+                    "kernel_id/app_id/user when the line is about a kernel) instead of text.")
+    health_cache_seconds = Float(
+        5.0, config=True, help="Seconds a ResourceManager health probe's answer is reused by /api/health and /healthz."
+    )
+
+    @observe("log_json")
+    def _log_json_changed(self, change: Any) -> None:
+        self._configure_logging()
+
+    def get_default_logging_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_default_logging_config()
+        if self.log_json and "console" in config.get("formatters", {}):
+            config["formatters"]["console"] = {"()": "yarn_gateway.logs.JsonFormatter"}
+        return config
+
     @default("kernelspec_dirs")
     def _kernelspec_dirs_default(self) -> list[str]:
         return [builtin_kernelspec_dir()]
@@ -139,6 +163,8 @@ class YarnGatewayApp(Application):
 
     @property
     def classes(self) -> list[type]:  # type: ignore[override]
+        from .kernels.limits import KernelLimits
+        from .kernels.params import KernelParameters
         from .kernels.sessions import SessionKeeper
         from .kernels.store import DirectoryStore
         from .kernels.zkstore import ZooKeeperStore
@@ -146,7 +172,8 @@ class YarnGatewayApp(Application):
         from .provisioners.yarn import YarnProvisioner
 
         return [YarnGatewayApp, TokenAuthenticator, NoneAuthenticator, AccessPolicy, KernelRegistry, YarnServices,
-                YarnProvisioner, SessionKeeper, DirectoryStore, ZooKeeperStore, KerberosAuthenticator, KerberosLogin]
+                YarnProvisioner, SessionKeeper, DirectoryStore, ZooKeeperStore, KerberosAuthenticator, KerberosLogin,
+                KernelLimits, KernelParameters]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -192,6 +219,8 @@ class YarnGatewayApp(Application):
             (rf"{b}api/kernels/{_UUID}/(?P<action>interrupt|restart)/?", KernelActionHandler),
             (rf"{b}api/kernels/{_UUID}/channels", ChannelsHandler),
             (rf"{b}api/health/?", HealthHandler),
+            (rf"{b}healthz", ProbeHandler),
+            (rf"{b}metrics", MetricsHandler),
             (r".*", NotFoundHandler),
         ]
         return web.Application(
@@ -207,11 +236,13 @@ class YarnGatewayApp(Application):
             websocket_ping_interval=self.websocket_ping_interval,
             websocket_ping_timeout=self.websocket_ping_interval * 3,
             log_function=self._log_request,
-            health_checks=self.health_checks(),
+            health_checks=self.health_checks(registry),
+            metrics_public=self.metrics_public,
         )
 
-    def health_checks(self) -> list[HealthCheck]:
-        """Named checks behind GET /api/health."""
+    def health_checks(self, registry: Optional[KernelRegistry] = None) -> list[HealthCheck]:
+        """Named checks behind GET /api/health: only those that are configured (no RM
+        configured: no RM check; no keytab: no Kerberos check; store 'none': no store check)."""
         checks: list[HealthCheck] = []
         login = self.kerberos_login
         if login is not None:
@@ -219,7 +250,16 @@ class YarnGatewayApp(Application):
                 return login.health()
 
             checks.append(HealthCheck("kerberos", kerberos))
+        if registry is not None and rm_configured(registry.yarn_services):
+            checks.append(rm_check(registry.yarn_services, self.health_cache_seconds))
+        if registry is not None and registry.sessions.store != "none":
+            checks.append(HealthCheck("session_store", registry.sessions.probe))
         return checks
+
+    def _ticket_remaining(self) -> Optional[float]:
+        login = self.kerberos_login
+        ticket = login.ticket if login is not None else None
+        return ticket.remaining() if ticket is not None else None
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()
@@ -252,6 +292,8 @@ class YarnGatewayApp(Application):
             self.kerberos_login = login
         self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy)
         self.registry.yarn_services.kerberos = self.kerberos_login
+        if self.kerberos_login is not None:
+            self.registry.metrics.ticket_remaining = self._ticket_remaining
         app = self.make_web_app(self.registry, authenticator, policy, ksm)
         self.http_server = httpserver.HTTPServer(
             app, ssl_options=self.ssl_options(), max_body_size=16 * 1024 * 1024, xheaders=False

@@ -21,7 +21,8 @@ class GatewayError(Exception):
     """An error whose message is safe and useful to show to the user.
 
     ``message`` is for the user; ``log_message`` (default: ``message``) is for the log;
-    ``status`` is the HTTP status; ``reason`` a short phrase (default: the status phrase).
+    ``status`` is the HTTP status; ``reason`` a short phrase (default: the status phrase);
+    ``headers`` extra response headers (e.g. ``Retry-After`` on a 429).
     """
 
     def __init__(
@@ -31,12 +32,14 @@ class GatewayError(Exception):
         *,
         reason: Optional[str] = None,
         log_message: Optional[str] = None,
+        headers: Optional[dict[str, str]] = None,
     ) -> None:
         super().__init__(message)
         self.status = int(status)
         self.message = message
         self.reason = reason or _phrase(self.status)
         self.log_message = log_message or message
+        self.headers = dict(headers or {})
 
     def __str__(self) -> str:
         return self.message

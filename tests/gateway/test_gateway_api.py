@@ -219,3 +219,11 @@ async def test_launch_timeout_from_client_is_honoured(make_gateway: Any, tmp_pat
     assert r.code == 504 and "within 2 s" in r.body["message"]
     assert loop.time() - t0 < 15
     assert not gw.registry.kernels
+
+
+async def test_health_probe_is_public_but_says_only_status(gateway: Any) -> None:
+    probe = await GatewayClient(gateway.url).request("GET", "healthz")
+    assert probe.code == 200 and probe.body == {"status": "ok"}
+    assert (await GatewayClient(gateway.url).request("GET", "api/health")).code == 401
+    full = await gateway.client().request("GET", "api/health")
+    assert full.code == 200 and full.body["status"] == "ok" and isinstance(full.body["checks"], list)

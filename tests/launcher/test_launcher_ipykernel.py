@@ -140,7 +140,8 @@ async def test_launcher_end_to_end_without_spark(kernel: Launched) -> None:
     assert len(kernel.key) == 64 and "-" not in kernel.key
 
     # Interrupt a long cell through the control port.
-    msg_id = kc.execute("import time; time.sleep(60)")
+    # stop_on_error=False: the next request must not be aborted along with the interrupted one.
+    msg_id = kc.execute("import time; time.sleep(60)", stop_on_error=False)
     while True:  # wait until the cell is running
         msg = await kc.get_iopub_msg(timeout=10)
         if msg["msg_type"] == "execute_input" and msg["parent_header"].get("msg_id") == msg_id:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from typing import Any
 
 import psutil
@@ -14,6 +15,7 @@ import pytest
 
 from helpers.gwclient import GatewayClient
 from helpers.yarn_specs import PORT_RANGE, make_spec
+from yarn_gateway_launchers import launcher_protocol as lp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
 
@@ -73,6 +75,26 @@ async def test_python_kernel_runs_as_caller_with_spark(make_gateway: Any, cluste
     # nothing outside the range is reachable from the network.
     assert listening and all(a.ip in ("127.0.0.1", "::1") for a in outside), (outside, launcher.cmdline())
     assert {info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")} <= listening
+
+    # 7: the launcher's control port (in the YARN container) refuses forged, stale and replayed requests.
+    prov = rec.km.provisioner
+    key = prov.connection_key
+
+    async def control(msg: dict[str, Any]) -> dict[str, Any]:
+        r, w = await asyncio.open_connection(prov.control_host, prov.control_port)
+        w.write(json.dumps(msg).encode() + b"\n")
+        await w.drain()
+        answer = json.loads(await asyncio.wait_for(r.readline(), 10))
+        w.close()
+        return dict(answer)
+
+    assert (await control(lp.sign_control_request(kid, "wrong-key", "ping")))["status"] == "error"
+    stale = lp.sign_control_request(kid, key, "ping", ts=int(time.time()) - 3600)
+    assert (await control(stale))["status"] == "error"
+    good = lp.sign_control_request(kid, key, "ping")
+    assert (await control(good))["status"] == "ok"
+    assert (await control(good))["status"] == "error"  # the same nonce again
+    assert (await ws.execute("2+2")).text == "4"  # refused requests changed nothing
 
     # 3: shutdown ends the application FINISHED and leaves no process behind.
     assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204

@@ -29,6 +29,8 @@ class Authenticator(LoggingConfigurable):
 
     #: A short name for logs and errors ("token", "kerberos", "none").
     kind = "base"
+    #: What a refused caller should do (the message of a 401).
+    login_hint = "authenticate"
 
     async def authenticate(self, handler: RequestHandler) -> Optional[User]:
         """Return the caller, or None when the request carries no valid credentials.

@@ -37,6 +37,7 @@ class TokenAuthenticator(Authenticator):
     """Authenticate by shared token and/or token file (see the module docstring)."""
 
     kind = "token"
+    login_hint = "send 'Authorization: token <token>' (jupyter: --GatewayClient.auth_token=<token>)"
 
     token = Unicode(
         "",

@@ -48,7 +48,7 @@ class GatewayMixin:
             self.authenticator.challenge(self)  # type: ignore[arg-type]
             raise GatewayError(
                 401,
-                "Authentication required: send 'Authorization: token <token>' "
+                f"Authentication required: {self.authenticator.login_hint} "
                 f"({self.authenticator.kind} authentication is configured).",
                 reason="Unauthorized",
             )
@@ -98,6 +98,8 @@ class APIHandler(GatewayMixin, web.RequestHandler):
             if e.status == 401:  # clear() dropped the challenge headers set in prepare()
                 self.authenticator.challenge(self)
             self.set_status(e.status)
+            for name, value in e.headers.items():
+                self.set_header(name, value)
             self.finish(json.dumps(e.to_json()))
             return
         super()._handle_request_exception(e)

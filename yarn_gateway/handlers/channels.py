@@ -18,6 +18,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import GatewayError
 from ..kernels.registry import KernelRecord
+from ..metrics import RelayTraffic
 from ..relay.session import ClientSession
 from ..relay.wire import V1_PROTOCOL, InvalidMessage, decode_client_message
 from .base import GatewayMixin
@@ -34,6 +35,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     _rec: Optional[KernelRecord] = None
     _session: Optional[ClientSession] = None
     _backlog = 0
+    _traffic: Optional[RelayTraffic] = None  # the gateway's relay counters (plain ints: hot path)
 
     async def get(self, kernel_id: str) -> None:
         try:
@@ -61,15 +63,21 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         self.set_nodelay(True)  # no ~40 ms delayed-ACK stalls on every round trip
         self.protocol = self.selected_subprotocol or LEGACY
         session_id = self.get_argument("session_id", "") or uuid.uuid4().hex
+        self._traffic = self.registry.metrics.relay
         self._session = self._rec.hub.session(session_id)
         self._session.attach(self)
         log.info("Kernel %s: client connected (session %s, user %s, protocol %s)",
-                 kernel_id, session_id, self.caller.name, self.protocol or "legacy")
+                 kernel_id, session_id, self.caller.name, self.protocol or "legacy",
+                 extra={"kernel_id": kernel_id, "user": self.caller.name, "session_id": session_id})
 
     def on_message(self, message: str | bytes) -> None:
         session = self._session
         if session is None:
             return
+        traffic = self._traffic
+        if traffic is not None:
+            traffic.in_messages += 1
+            traffic.in_bytes += len(message)
         try:
             channel, frames = decode_client_message(message, self.protocol)
             session.send_to_kernel(channel, frames)
@@ -81,7 +89,8 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if self._session is not None:
             self._session.detach(self)
             log.info("Kernel %s: client disconnected (session %s)", self._session.hub.kernel_id,
-                     self._session.session_id)
+                     self._session.session_id,
+                     extra={"kernel_id": self._session.hub.kernel_id, "session_id": self._session.session_id})
 
     # -- ClientConnection ---------------------------------------------------------------
     def send(self, data: bytes, binary: bool) -> None:
@@ -89,8 +98,13 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             fut = self.write_message(data, binary=binary)
         except WebSocketClosedError:
             return
-        self._backlog += len(data)
-        fut.add_done_callback(functools.partial(self._written, len(data)))
+        n = len(data)
+        self._backlog += n
+        traffic = self._traffic
+        if traffic is not None:
+            traffic.out_messages += 1
+            traffic.out_bytes += n
+        fut.add_done_callback(functools.partial(self._written, n))
 
     def _written(self, n: int, _fut: Any) -> None:
         before = self._backlog

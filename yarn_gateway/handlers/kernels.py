@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from ..errors import GatewayError
+from ..kernels.records import detail_models, kernel_detail
 from .base import APIHandler
+
+
+def wants_detail(handler: APIHandler) -> bool:
+    """Whether the request asks for admin detail (``?detail=1``); 403 for a non-admin who does."""
+    if handler.get_query_argument("detail", "") in ("", "0", "false"):
+        return False
+    if not handler.policy.is_admin(handler.caller):
+        raise GatewayError(403, f"User '{handler.caller.name}' may not ask for kernel details (detail=1): "
+                           "only admins (AccessPolicy.admin_users) may.", reason="Admins only")
+    return True
 
 
 class KernelsHandler(APIHandler):
     async def get(self) -> None:
+        if wants_detail(self):
+            self.finish_json(await detail_models(self.registry, self.caller))
+            return
         self.finish_json(await self.registry.list_models(self.caller))
 
     async def post(self) -> None:
@@ -22,7 +36,9 @@ class KernelsHandler(APIHandler):
 
 class KernelHandler(APIHandler):
     async def get(self, kernel_id: str) -> None:
-        self.finish_json((await self.registry.lookup(kernel_id, self.caller)).model())
+        detail = wants_detail(self)
+        rec = await self.registry.lookup(kernel_id, self.caller)
+        self.finish_json(kernel_detail(rec) if detail else rec.model())
 
     async def delete(self, kernel_id: str) -> None:
         rec = await self.registry.lookup(kernel_id, self.caller)

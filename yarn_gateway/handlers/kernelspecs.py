@@ -39,6 +39,8 @@ class KernelSpecsHandler(APIHandler):
         for name in list(specs):  # kernelspec ACLs: a user sees only what they may start
             if await self.policy.kernelspec_denial(self.caller.name, name) is not None:
                 del specs[name]
+        for name, model in specs.items():  # declared parameters with their effective defaults and bounds
+            model["spec"] = self.registry.kernel_parameters.expose(name, model["spec"])
         default = self.settings["default_kernel_name"]
         if default not in specs and specs:
             default = sorted(specs)[0]
@@ -53,7 +55,8 @@ class KernelSpecHandler(APIHandler):
             spec = await run_blocking(ksm.get_kernel_spec, name)
         except NoSuchKernel:
             raise GatewayError(404, f"No such kernelspec: '{name}'.", reason="No such kernelspec") from None
-        self.finish_json(_spec_model(name, spec.resource_dir, spec.to_dict(), self.settings["base_url"]))
+        spec_json = self.registry.kernel_parameters.expose(name, spec.to_dict())
+        self.finish_json(_spec_model(name, spec.resource_dir, spec_json, self.settings["base_url"]))
 
 
 class KernelSpecResourceHandler(APIHandler):

@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import GatewayError
+from ..logs import record_event
 from ..yarn.rm_client import FINAL_STATES, RMError
 
 if TYPE_CHECKING:
@@ -108,8 +109,11 @@ async def cull(keeper: SessionKeeper) -> list[str]:
         candidates = {}
         for record in await keeper.records():
             candidates[record["kernel_id"]] = float(record.get("last_activity") or record.get("updated") or now)
+        launching = {kid for kid, held in registry.kernels.items() if not held.ready}
         for kid, held in registry.kernels.items():
             candidates[kid] = max(candidates.get(kid, 0.0), held.hub.last_activity.timestamp())
+        for kid in launching:  # a launch is never idle, however long YARN takes
+            candidates.pop(kid, None)
         for kid, last in candidates.items():
             idle = now - last
             if idle < keeper.cull_idle_timeout:
@@ -129,7 +133,8 @@ async def cull(keeper: SessionKeeper) -> list[str]:
                 continue
             if rec.hub.execution_state == "busy" and not keeper.cull_busy:
                 continue
-            keeper.log.info("Culling kernel %s (%s, %s): idle for %.0f s", kid, rec.name, rec.owner, idle)
+            record_event(keeper.log, "culled", rec, detail=f"idle for {idle:.0f} s")
+            registry.metrics.event("culled")
             await registry.shutdown(rec)
             culled.append(kid)
     return culled

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from traitlets import Bool, List, Unicode
 from traitlets.config import Application
 
-YARN_SPECS = ("spark_python_yarn_cluster", "spark_scala_yarn_cluster")
+YARN_SPECS = ("spark_python_yarn_cluster", "spark_scala_yarn_cluster", "spark_R_yarn_cluster")
 
 
 def _template_dir() -> str:

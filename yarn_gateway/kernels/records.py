@@ -9,7 +9,8 @@ from ..utils import isoformat_z
 from .store import make_record
 
 if TYPE_CHECKING:
-    from .registry import KernelRecord
+    from ..auth.base import User
+    from .registry import KernelRecord, KernelRegistry
 
 
 def json_safe_connection_info(info: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -52,3 +53,31 @@ def record_model(record: dict[str, Any]) -> dict[str, Any]:
         "execution_state": "starting" if record.get("state") == "launching" else "idle",
         "connections": 0,
     }
+
+
+def _epoch_iso(value: Any) -> str:
+    return isoformat_z(datetime.fromtimestamp(float(value or 0), timezone.utc))
+
+
+def kernel_detail(rec: KernelRecord) -> dict[str, Any]:
+    """The kernel model plus what only admins see: owner, who started it, YARN application."""
+    return {**rec.model(), "owner": rec.owner, "started_by": rec.started_by,
+            "app_id": getattr(rec.km.provisioner, "app_id", None), "created": isoformat_z(rec.created)}
+
+
+def record_detail(record: dict[str, Any]) -> dict[str, Any]:
+    """Like :func:`kernel_detail`, for a kernel known only from its session record."""
+    info = record.get("provisioner_info") or {}
+    return {**record_model(record), "owner": record.get("owner", ""), "started_by": record.get("started_by", ""),
+            "app_id": info.get("app_id") if isinstance(info, dict) else None,
+            "created": _epoch_iso(record.get("created"))}
+
+
+async def detail_models(registry: KernelRegistry, caller: User) -> list[dict[str, Any]]:
+    """Detailed models of every kernel ``caller`` may see (as ``KernelRegistry.list_models``)."""
+    models = [kernel_detail(r) for r in registry.held(caller)]
+    held = {m["id"] for m in models}
+    for record in await registry.sessions.records():
+        if record["kernel_id"] not in held and registry.policy.can_access(caller, record["owner"]):
+            models.append(record_detail(record))
+    return models

@@ -28,10 +28,14 @@ from traitlets.config import LoggingConfigurable
 from ..auth.base import User
 from ..auth.policy import AccessPolicy
 from ..errors import GatewayError
+from ..logs import record_event
+from ..metrics import GatewayMetrics, observed_start
 from ..relay.hub import KernelHub, KernelNotReady
 from ..relay.session import RelayLimits
 from ..utils import isoformat_z, run_blocking
 from .env import base_environment, launch_timeout, validate_request_env
+from .limits import KernelLimits
+from .params import KernelParameters
 from .records import record_model
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,8 @@ class KernelRecord:
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ended: bool = False
+    released: bool = False  # no longer held here, but possibly still running (in YARN)
+    ready: bool = False  # started (or re-attached) and connected; launching kernels are never culled
     launch_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -116,6 +122,8 @@ class KernelRegistry(LoggingConfigurable):
         super().__init__(**kwargs)
         self.kernels: dict[str, KernelRecord] = {}
         self.context = zmq.asyncio.Context()
+        #: This gateway's Prometheus metrics (GET /metrics); kernel states are read at scrape time.
+        self.metrics = GatewayMetrics(lambda: [(r.hub.execution_state, r.owner) for r in self.kernels.values()])
         self._monitor: Optional[asyncio.Task[None]] = None
         from ..provisioners.services import YarnServices
 
@@ -124,6 +132,8 @@ class KernelRegistry(LoggingConfigurable):
         from .sessions import SessionKeeper
 
         self.sessions = SessionKeeper(self)
+        self.kernel_limits = KernelLimits(self)
+        self.kernel_parameters = KernelParameters(parent=self, log=self.log)
 
     # -- lookup -----------------------------------------------------------------------
     def _not_found(self, kernel_id: str) -> GatewayError:
@@ -163,6 +173,7 @@ class KernelRegistry(LoggingConfigurable):
         return models
 
     # -- lifecycle ----------------------------------------------------------------------
+    @observed_start
     async def start(self, caller: User, spec_name: str, request_env: Any) -> KernelRecord:
         """Start a kernel of ``spec_name`` for ``caller``; return once it is ready."""
         env = validate_request_env(request_env, self.allowed_envs)
@@ -173,13 +184,14 @@ class KernelRegistry(LoggingConfigurable):
             await run_blocking(self.kernel_spec_manager.get_kernel_spec, spec_name)
         except NoSuchKernel:
             raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
+        await self.kernel_limits.check(caller, owner)  # no await from here until the kernel is held: exact count
         kernel_id = str(uuid.uuid4())
         env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT=f"{timeout:g}")
         km = self.new_manager(spec_name, kernel_id)
         hub = KernelHub(kernel_id, self.context, self._limits())
         rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
-        self.log.info("Kernel %s (%s) starting for %s", kernel_id, spec_name, owner)
+        self._lifecycle(rec, "start requested")
         try:
             # The provisioner applies the timeout itself (with a precise error); this is the backstop.
             await asyncio.wait_for(
@@ -192,7 +204,8 @@ class KernelRegistry(LoggingConfigurable):
         except Exception as exc:
             await self._discard(rec)
             raise self._start_error(rec, exc, timeout) from exc
-        self.log.info("Kernel %s (%s) ready for %s", kernel_id, spec_name, owner)
+        rec.ready = True
+        self._lifecycle(rec, "connected")
         await self.sessions.save(rec)
         self._ensure_monitor()
         return rec
@@ -234,6 +247,7 @@ class KernelRegistry(LoggingConfigurable):
         )
 
     async def _discard(self, rec: KernelRecord) -> None:
+        self._lifecycle(rec, "start failed", level=logging.WARNING)
         self.kernels.pop(rec.kernel_id, None)
         rec.hub.close()
         rec.ended = True
@@ -247,7 +261,7 @@ class KernelRegistry(LoggingConfigurable):
         async with rec.lock:
             self._check_running(rec)
             await rec.km.interrupt_kernel()
-        self.log.info("Kernel %s interrupted", rec.kernel_id)
+        self._lifecycle(rec, "interrupted")
 
     async def restart(self, rec: KernelRecord) -> None:
         """Restart under the same kernel id; attached clients stay attached."""
@@ -265,7 +279,7 @@ class KernelRegistry(LoggingConfigurable):
                 raise GatewayError(500, f"Kernel {rec.kernel_id} ({rec.name}) failed to restart: {exc}",
                                    reason="Restart failed") from exc
             await self.sessions.save(rec)
-        self.log.info("Kernel %s restarted", rec.kernel_id)
+        self._lifecycle(rec, "restarted")
 
     async def shutdown(self, rec: KernelRecord, now: bool = False) -> None:
         async with rec.lock:
@@ -278,11 +292,11 @@ class KernelRegistry(LoggingConfigurable):
             finally:
                 rec.hub.close()
                 await self.sessions.forget(rec.kernel_id)
-        self.log.info("Kernel %s shut down", rec.kernel_id)
+        self._lifecycle(rec, "shut down")
 
     def release(self, rec: KernelRecord) -> None:
         """Stop holding a kernel without stopping it (it keeps running in YARN)."""
-        rec.ended = True
+        rec.ended = rec.released = True
         self.kernels.pop(rec.kernel_id, None)
         rec.hub.close()
 
@@ -299,13 +313,18 @@ class KernelRegistry(LoggingConfigurable):
             if rec.recoverable and not self.shutdown_kernels_on_stop:
                 await self.sessions.save(rec)
                 self.release(rec)
-                self.log.info("Kernel %s left running (%s)", rec.kernel_id, rec.km.provisioner.__class__.__name__)
+                self._lifecycle(rec, "left running", detail=rec.km.provisioner.__class__.__name__)
             else:
                 to_stop.append(rec)
         await asyncio.gather(*(self.shutdown(r) for r in to_stop), return_exceptions=True)
         await self.sessions.close()
         await self.yarn_services.stop()
         self.context.term()
+
+    def _lifecycle(self, rec: KernelRecord, event: str, detail: str = "", level: int = logging.INFO) -> None:
+        """Log one lifecycle event (yarn_gateway.logs) and count it in the metrics."""
+        record_event(self.log, event, rec, detail=detail, level=level)
+        self.metrics.event(event.replace(" ", "_"))
 
     def _check_running(self, rec: KernelRecord) -> None:
         if rec.ended:
@@ -327,7 +346,7 @@ class KernelRegistry(LoggingConfigurable):
         while self.kernels:
             await asyncio.sleep(self.liveness_interval)
             for rec in list(self.kernels.values()):
-                if rec.ended or rec.lock.locked() or rec.hub.execution_state == "dead":
+                if rec.ended or not rec.ready or rec.lock.locked() or rec.hub.execution_state == "dead":
                     continue
                 try:
                     alive = await rec.km.is_alive()
@@ -335,7 +354,7 @@ class KernelRegistry(LoggingConfigurable):
                     self.log.warning("Kernel %s: liveness check failed: %s", rec.kernel_id, exc)
                     continue
                 if not alive and not rec.lock.locked():
-                    self.log.warning("Kernel %s (%s, %s) died", rec.kernel_id, rec.name, rec.owner)
+                    self._lifecycle(rec, "died", level=logging.WARNING)
                     rec.hub.broadcast_status("dead")
                     if rec.recoverable:  # its application ended: nothing left to reconnect to
                         self.release(rec)

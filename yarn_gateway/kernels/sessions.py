@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
@@ -20,6 +21,7 @@ from traitlets.config import LoggingConfigurable
 from traitlets.utils.importstring import import_item
 
 from ..errors import GatewayError
+from ..logs import kernel_event, record_event
 from ..relay.hub import KernelHub, KernelNotReady
 from ..utils import run_blocking
 from .env import base_environment
@@ -96,6 +98,9 @@ class SessionKeeper(LoggingConfigurable):
         if store is not None:
             await store.put(await record_of(rec, self.gateway_id, launching))
             self._saved_activity[rec.kernel_id] = rec.hub.last_activity.timestamp()
+            if rec.ended and not rec.released and self.registry.kernels.get(rec.kernel_id) is not rec:
+                # The kernel ended (or was released) while we were writing: never resurrect its record.
+                await store.remove(rec.kernel_id)
 
     async def forget(self, kernel_id: str) -> None:
         store = await self._get_store()
@@ -115,6 +120,14 @@ class SessionKeeper(LoggingConfigurable):
         if store is None:
             return []
         return [r for r in await store.all() if r.get("gateway_id") == self.gateway_id]
+
+    async def probe(self) -> dict[str, Any]:
+        """Health check: one read from the session store."""
+        store = await self._get_store()
+        if store is None:
+            return {"ok": True, "store": "none"}
+        await store.get("00000000-0000-0000-0000-000000000000")
+        return {"ok": True, "store": self.store}
 
     async def close(self) -> None:
         if self._store is not None:
@@ -184,9 +197,11 @@ class SessionKeeper(LoggingConfigurable):
         rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
                            created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
                            launch_env=dict(record.get("env", {})))
+        rec.ready = True
         registry.kernels[kid] = rec
         registry._ensure_monitor()
-        self.log.info("Kernel %s (%s, %s) re-attached", kid, rec.name, rec.owner)
+        record_event(self.log, "recovered", rec)
+        registry.metrics.event("recovered")
         return rec
 
     async def _abandoned_launch(self, record: dict[str, Any]) -> None:
@@ -198,7 +213,9 @@ class SessionKeeper(LoggingConfigurable):
         if app_id:
             with contextlib.suppress(Exception):
                 await self.registry.yarn_services.rm().kill(app_id, wait=20)
-        self.log.warning("Kernel %s: launch never completed (application %s); ended and forgotten", kid, app_id)
+        kernel_event(self.log, "launch abandoned", kid, str(record.get("owner", "")), app_id=app_id,
+                     kernelspec=record.get("name"), detail="the launch never completed; ended and forgotten",
+                     level=logging.WARNING)
         await self.forget(kid)
 
     async def recover_all(self) -> int:

@@ -68,6 +68,12 @@ class YarnServices(LoggingConfigurable):
     )
     response_port = Int(0, config=True, help="Fixed listener port (0: a free port inside port_range).")
     max_concurrent_submits = Int(4, config=True, help="spark-submit processes allowed at once; others queue.")
+    max_queued_submits = Int(
+        0, config=True,
+        help="Launches allowed to wait for a spark-submit slot when all max_concurrent_submits are busy; one more "
+        "is refused at once with 429 and Retry-After. 0 = unlimited (launches wait, up to their launch timeout).",
+    )
+    submit_retry_after = Int(10, config=True, help="Seconds a 429 for a full submit queue asks clients to wait.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -101,7 +107,9 @@ class YarnServices(LoggingConfigurable):
             if not endpoints:
                 raise GatewayError(503, "No ResourceManager is configured: set YarnServices.rm_endpoints or "
                                    f"a yarn-site.xml in {self.hadoop_conf_dir}.", reason="YARN not configured")
+            metrics = getattr(self.parent, "metrics", None)  # the kernel registry's GatewayMetrics
             self._rm = RMClient(endpoints, auth_factory=self._auth, timeout=self.rm_timeout,
+                                observer=metrics.observe_rm if metrics is not None else None,
                                 poll_interval=self.rm_poll_interval, live_tag=self.app_tag)
         return self._rm
 
@@ -111,6 +119,7 @@ class YarnServices(LoggingConfigurable):
 
             return SimpleAuth(getpass.getuser())
         if self.rm_auth == "kerberos" and self.kerberos is not None:
+            self.kerberos.check_ticket()  # a named error (KerberosTicketError), not "no active RM"
             return self.kerberos.requests_auth()  # SPNEGO from the gateway's own cache
         if self.rm_auth == "kerberos":
             from requests_kerberos import OPTIONAL, HTTPKerberosAuth
@@ -123,6 +132,7 @@ class YarnServices(LoggingConfigurable):
         """Hold one of ``max_concurrent_submits`` spark-submit slots."""
         if self._submits is None:
             self._submits = asyncio.Semaphore(self.max_concurrent_submits)
+        self._check_queue(self._submits)
         self.submits_waiting += 1
         try:
             await self._submits.acquire()
@@ -134,6 +144,19 @@ class YarnServices(LoggingConfigurable):
         finally:
             self.submits_running -= 1
             self._submits.release()
+
+    def _check_queue(self, submits: asyncio.Semaphore) -> None:
+        """429 when every slot is busy and ``max_queued_submits`` launches already wait."""
+        cap = self.max_queued_submits
+        if cap > 0 and submits.locked() and self.submits_waiting >= cap:
+            raise GatewayError(
+                429,
+                f"{self.submits_waiting} kernel launches are already waiting for one of the "
+                f"{self.max_concurrent_submits} spark-submit slots (at most {cap} may wait: "
+                f"YarnServices.max_queued_submits); try again in {self.submit_retry_after} s.",
+                reason="Too many launches",
+                headers={"Retry-After": str(self.submit_retry_after)},
+            )
 
     async def stop(self) -> None:
         if self._listener is not None:

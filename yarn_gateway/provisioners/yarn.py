@@ -33,6 +33,8 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Dict, Float, List, Unicode
 
 from ..errors import GatewayError
+from ..kernels.params import parameters_of
+from ..logs import kernel_event
 from ..yarn.rm_client import FINAL_STATES, RMClient, RMError
 from ..yarn.spark_submit import (
     SubmitResult,
@@ -127,6 +129,15 @@ class YarnProvisioner(KernelProvisionerBase):
         raise GatewayError(500, f"Kernelspec {getattr(self.kernel_spec, 'display_name', '')!r}: launcher file "
                            f"{path!r} not found; ask your administrator to reinstall the kernelspecs.")
 
+    def _metrics(self) -> Any:
+        """The gateway's GatewayMetrics (None outside a gateway)."""
+        return getattr(getattr(self.parent, "parent", None), "metrics", None)
+
+    def _phase(self, phase: str, seconds: float) -> None:
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.launch_phase(phase, seconds)
+
     def _rm(self) -> RMClient:
         return _services(self).rm()
 
@@ -151,14 +162,17 @@ class YarnProvisioner(KernelProvisionerBase):
         driver_env.pop("KERNEL_LAUNCH_TOKEN", None)
         self._driver_env = driver_env
         self._timeout = float(env.get("KERNEL_LAUNCH_TIMEOUT") or self.launch_timeout)
+        # The user's KERNEL_* parameter choices, checked against this kernelspec (400 if refused).
+        chosen = parameters_of(registry).resolve(getattr(self.parent, "kernel_name", ""), self.kernel_spec.metadata,
+                                                 env)
         self._spec = SubmitSpec(
             spark_submit=os.path.join(spark_home, "bin", "spark-submit"),
             proxy_user=self.owner,
             name=f"jupyter-kernel-{self.kernel_id}",
             primary=self._resolve(self.launcher),
-            queue=self.queue or None,
+            queue=chosen.queue or self.queue or None,
             tags=["yarn-gateway", services.app_tag, f"kernel-{self.kernel_id}"],
-            conf={str(k): str(v) for k, v in self.spark_conf.items()},
+            conf={**{str(k): str(v) for k, v in self.spark_conf.items()}, **chosen.conf},
             spark_opts=list(self.spark_opts),
             main_class=self.launcher_class or None,
             py_files=[self._resolve(p) for p in self.py_files],
@@ -206,8 +220,10 @@ class YarnProvisioner(KernelProvisionerBase):
             argv = build_argv(self._spec, props)
             self.log.info("%s: submitting to YARN as %s", self._label(), self.owner)
             async with services.submit_slot():
+                submit_started = loop.time()
                 result = await run_spark_submit(argv, self._submit_env(services), max(1.0, deadline - loop.time()),
                                                 on_app_id=self._set_app_id)
+            self._phase("spark_submit", loop.time() - submit_started)
             if result.returncode != 0:
                 raise self._submit_failed(result)
             if self.app_id is None:
@@ -228,7 +244,8 @@ class YarnProvisioner(KernelProvisionerBase):
         self.control_host = str(conn["ip"])
         self.control_port = int(info["control_port"])
         self.connection_key = str(conn["key"])
-        self.log.info("%s: launcher connected from %s", self._label(), info.get("hostname", self.control_host))
+        kernel_event(self.log, "launcher connected", self.kernel_id, self.owner, app_id=self.app_id,
+                     detail=f"from {info.get('hostname', self.control_host)}")
         result_info: KernelConnectionInfo = {
             "ip": conn["ip"], "transport": conn.get("transport", "tcp"),
             "signature_scheme": conn.get("signature_scheme", "hmac-sha256"),
@@ -242,7 +259,10 @@ class YarnProvisioner(KernelProvisionerBase):
 
     def _set_app_id(self, app_id: str) -> None:
         self.app_id = app_id
-        self.log.info("%s submitted", self._label())
+        kernel_event(self.log, "submitted", self.kernel_id, self.owner, app_id=app_id)
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.event("submitted")
         # Checkpoint at once, so a gateway that dies now can still stop or recover this launch.
         checkpoint = getattr(getattr(self.parent, "parent", None), "provisioner_checkpoint", None)
         if checkpoint is not None:
@@ -266,6 +286,11 @@ class YarnProvisioner(KernelProvisionerBase):
         rm = self._rm()
         accepted_since: Optional[float] = None
         rm_errors = 0
+        # Launch phases (metrics), at launch_poll_interval resolution: ACCEPTED wait until YARN
+        # shows the AM container allocated, then the launcher's callback.
+        submitted = loop.time()
+        allocated_at: Optional[float] = None
+        unallocated_at = submitted
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -275,7 +300,12 @@ class YarnProvisioner(KernelProvisionerBase):
             await asyncio.wait({response}, timeout=min(self.launch_poll_interval, remaining))
             if response.done():
                 try:
-                    return response.result()
+                    info = response.result()
+                    now = loop.time()
+                    allocated = allocated_at if allocated_at is not None else unallocated_at
+                    self._phase("accepted_wait", allocated - submitted)
+                    self._phase("launcher_callback", now - allocated)
+                    return info
                 except LauncherResponseError as exc:
                     raise GatewayError(500, f"{self._label()}: the launcher's answer was refused: {exc.reason}",
                                        reason="Kernel start failed") from None
@@ -290,11 +320,18 @@ class YarnProvisioner(KernelProvisionerBase):
                                        reason="YARN unreachable") from None
                 continue
             state = str(app.get("state"))
+            if allocated_at is None:
+                if app.get("amHostHttpAddress") or state == "RUNNING":
+                    allocated_at = loop.time()
+                else:
+                    unallocated_at = loop.time()
             if state in FINAL_STATES:
                 diag = str(app.get("diagnostics") or "no diagnostics")
                 raise GatewayError(500, f"{self._label()} ended {state}/{app.get('finalStatus')} before the kernel "
                                    f"started. YARN says: {_clean(diag)}", reason="Kernel start failed")
-            if state == "ACCEPTED" and app.get("amRPCAddress") is None:
+            # Waiting for the queue = ACCEPTED with no AM container yet. Once the AM container
+            # exists (amHostHttpAddress), the app is starting, however slowly: not a queue problem.
+            if state == "ACCEPTED" and not app.get("amHostHttpAddress"):
                 accepted_since = accepted_since or loop.time()
                 waited = loop.time() - accepted_since
                 if waited > self.accepted_timeout:

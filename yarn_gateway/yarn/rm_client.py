@@ -46,6 +46,7 @@ class RMClient:
         verify: bool | str = True,
         poll_interval: float = 5.0,
         live_tag: Optional[str] = None,
+        observer: Optional[Callable[[str, float, Optional[str]], None]] = None,
     ) -> None:
         if not endpoints:
             raise ValueError("no ResourceManager endpoints configured")
@@ -55,6 +56,8 @@ class RMClient:
         self.verify = verify
         self.poll_interval = poll_interval
         self.live_tag = live_tag
+        #: Called after every REST call with (method, seconds, error kind or None): the gateway's metrics.
+        self.observer = observer
         self._rm: Optional[ResourceManager] = None
         self._rm_lock = asyncio.Lock()
         self._live: dict[str, dict[str, Any]] = {}
@@ -80,17 +83,29 @@ class RMClient:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Call ``ResourceManager.<method>`` off the loop; re-probe endpoints once on failure."""
         for attempt in (0, 1):
-            rm = await self._client(rebuild=attempt == 1)
+            started = time.monotonic()
+            try:
+                rm = await self._client(rebuild=attempt == 1)
+            except RMError:
+                self._observe(method, started, "no_active_rm")
+                raise
             try:
                 resp: Response = await run_blocking(getattr(rm, method), *args, **kwargs)
+                self._observe(method, started, None)
                 return resp.data if isinstance(resp.data, dict) else {}
             except requests.RequestException as exc:
+                self._observe(method, started, _error_kind(exc))
                 if attempt == 1:
                     raise RMError(f"ResourceManager unreachable ({type(exc).__name__}): {exc}") from None
                 log.warning("RM call %s failed (%s); re-probing %s", method, type(exc).__name__, self.endpoints)
             except APIError as exc:
+                self._observe(method, started, "api")
                 raise RMError(str(exc)) from None
         raise AssertionError("unreachable")
+
+    def _observe(self, method: str, started: float, error_kind: Optional[str]) -> None:
+        if self.observer is not None:
+            self.observer(method, time.monotonic() - started, error_kind)
 
     # -- applications -------------------------------------------------------------------
     async def app(self, app_id: str) -> dict[str, Any]:
@@ -160,6 +175,14 @@ class RMClient:
     def forget(self, app_id: str) -> None:
         self._final.pop(app_id, None)
         self._live.pop(app_id, None)
+
+
+def _error_kind(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection"
+    return "http"
 
 
 def _apps(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Gateway benchmark: yarn-gateway vs Enterprise Gateway 3.3.0 vs direct jupyter_client.
+
+One process, one run, the same local ipykernel for every target. See bench/README.md for
+what each metric means. Usage::
+
+    .venv/bin/python bench/gateway_bench.py [--quick] [--targets direct,eg,yarn-gateway]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import Target, ipykernel_version, write_kernelspec
+from bench_direct import DirectTarget
+from bench_gateways import EnterpriseGatewayTarget, YarnGatewayTarget
+from bench_measure import Plan, log, measure_all
+from bench_report import markdown_table, text_table, verdicts
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: few kernels, small outputs")
+    p.add_argument("--targets", default="direct,eg,yarn-gateway",
+                   help="comma-separated subset of direct,eg,yarn-gateway (direct is the floor); "
+                   "direct-api adds the floor measured through jupyter_client's message API")
+    p.add_argument("--kernel-python", default=sys.executable,
+                   help="interpreter of the kernel (needs ipykernel); default: the bench's own")
+    p.add_argument("--eg-venv", type=Path, default=BENCH_DIR / ".venvs" / "eg",
+                   help="virtualenv with Enterprise Gateway 3.3.0 (make bench-venvs)")
+    p.add_argument("--yarn-gateway", type=Path, default=Path(sys.executable).parent / "yarn-gateway",
+                   help="the yarn-gateway command; default: next to the bench's interpreter")
+    p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    p.add_argument("--idle-kernels", type=int, help="override the number of idle kernels (RSS, starts)")
+    p.add_argument("--rtt-n", type=int, help="override the number of timed round trips")
+    return p.parse_args(argv)
+
+
+def build_targets(args: argparse.Namespace, work: Path, kernels_dir: Path) -> list[Target]:
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(wanted) - {"direct", "direct-api", "eg", "yarn-gateway"}
+    if unknown:
+        raise SystemExit(f"unknown targets: {', '.join(sorted(unknown))}")
+    targets: list[Target] = []
+    if "direct" in wanted:
+        targets.append(DirectTarget(kernels_dir))
+    if "direct-api" in wanted:
+        targets.append(DirectTarget(kernels_dir, lean=False))
+    if "eg" in wanted:
+        targets.append(EnterpriseGatewayTarget(work / "eg", kernels_dir, args.eg_venv))
+    if "yarn-gateway" in wanted:
+        targets.append(YarnGatewayTarget(work / "yarn-gateway", kernels_dir, args.yarn_gateway))
+    return targets
+
+
+def kill_leftovers() -> None:
+    """Last resort on the way out: anything still running below the bench process was
+    started by this run (kernels, gateways)."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    plan = Plan.quick() if args.quick else Plan()
+    if args.idle_kernels:
+        plan.idle_kernels = args.idle_kernels
+    if args.rtt_n:
+        plan.rtt_n = args.rtt_n
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    kver = ipykernel_version(args.kernel_python)
+    log(f"kernel: {args.kernel_python} (ipykernel {kver})")
+    if os.getloadavg()[0] > 0.5:
+        log(f"warning: load average {os.getloadavg()[0]:.2f} before the run; numbers will be noisy")
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
+                    "load_start": round(os.getloadavg()[0], 2)},
+        "kernel": {"ipykernel": kver},
+        "plan": plan.__dict__,
+        "quick": bool(args.quick),
+        "targets": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="yg-bench-") as tmp:
+        work = Path(tmp)
+        # Kernels of every target inherit these: no writes to the user's ~/.ipython or runtime dir.
+        os.environ["IPYTHONDIR"] = str(work / "ipython")
+        os.environ["JUPYTER_RUNTIME_DIR"] = str(work / "runtime")
+        kernels_dir = write_kernelspec(work, args.kernel_python)
+        targets = build_targets(args, work, kernels_dir)
+        try:
+            results["targets"] = await measure_all(targets, plan)
+        finally:
+            for target in targets:
+                await target.teardown()
+            kill_leftovers()
+    # Other work on the machine skews every ratio: the table shows the load around the run.
+    results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
+    results["verdicts"] = verdicts(results["targets"])
+    return results
+
+
+def write_results(results: dict[str, Any], results_dir: Path) -> tuple[Path, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if results["quick"] else "")
+    json_path = results_dir / f"gateway_bench-{stamp}.json"
+    md_path = results_dir / f"gateway_bench-{stamp}.md"
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    md_path.write_text(markdown_table(results))
+    return json_path, md_path
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        kill_leftovers()
+        print("interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(text_table(results))
+    json_path, md_path = write_results(results, args.results_dir)
+    print(f"\nresults: {json_path}\nmarkdown: {md_path}")
+    failed = [k for k, t in results["targets"].items() if t.get("status") == "error"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from resource_management.libraries.script.script import Script
+
+__all__ = ["Script"]

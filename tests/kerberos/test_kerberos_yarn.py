@@ -1,0 +1,132 @@
+"""Kerberos end to end on a secure minicluster (SPNEGO RM, ticket-checking spark-submit, proxyuser rules).
+
+Acceptance 2 (real jupyter_server + shipped renewer → YARN kernel as alice), 4 (proxyuser
+refusal → 403, no application left) and 5 (every RM call with SPNEGO, kill included;
+a wrong gateway keytab → named errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from helpers.gwclient import GatewayClient
+from helpers.jupyter_server import JupyterServer
+from helpers.minicluster import ClusterThread
+from yarn_gateway.kerberos import KerberosTicketError
+from yarn_gateway.yarn.rm_client import RMError
+
+pytestmark = [pytest.mark.kerberos, pytest.mark.e2e, pytest.mark.jvm]
+
+SPEC = "spark_python_yarn_cluster"
+
+
+class Negotiate(GatewayClient):
+    def __init__(self, base_url: str, krb: Any, ccache: str) -> None:
+        super().__init__(base_url)
+        self.krb, self.ccache = krb, ccache
+
+    def headers(self, token: Any = None) -> dict[str, str]:
+        return {"Authorization": self.krb.negotiate_header(self.ccache)}
+
+
+async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gateway: Any, krb: Any, secure_config: Any,
+                                                                     secure_cluster: ClusterThread,
+                                                                     tmp_path: Any) -> None:
+    mc = secure_cluster
+    gw = await make_gateway(secure_config(mc))
+    alice_cc = krb.user_ccache("alice")
+    js = JupyterServer(f"http://localhost:{gw.port}", "", str(tmp_path / "desktop"), extra_args=[
+        "--GatewayClient.gateway_token_renewer_class=yarn_gateway.client.KerberosTokenRenewer",
+        "--GatewayClient.auth_scheme=Negotiate"],
+        extra_env={"KRB5CCNAME": f"FILE:{alice_cc}", "KRB5_CONFIG": krb.krb5_conf})
+    await js.start()
+    try:
+        desk = GatewayClient(js.url, js.token)
+        specs = await desk.request("GET", "api/kernelspecs")
+        assert specs.code == 200 and SPEC in specs.body["kernelspecs"], (specs.code, js.read_log()[-2000:])
+        r = await desk.request("POST", "api/kernels", {"name": SPEC}, timeout=240)
+        assert r.code == 201, (r.body, js.read_log()[-3000:])
+        kid = r.body["id"]
+        rec = gw.registry.kernels[kid]
+        assert rec.owner == "alice"
+        app_id = rec.km.provisioner.app_id
+        app = mc.call(lambda: mc.mc.apps[app_id])
+        assert app.user == "alice"
+        ws = await desk.connect(kid)
+        res = await ws.execute("sc.sparkUser()", timeout=180)
+        assert res.status == "ok", res.error
+        assert res.text == "'alice'"
+        ws.close()
+        # Kill (DELETE) goes through the gateway's SPNEGO RM client too.
+        assert (await desk.request("DELETE", f"api/kernels/{kid}")).code == 204
+        for _ in range(120):
+            if mc.call(lambda: mc.mc.apps[app_id].state) in ("FINISHED", "FAILED", "KILLED"):
+                break
+            await asyncio.sleep(0.5)
+        assert mc.call(lambda: mc.mc.apps[app_id].state) in ("FINISHED", "KILLED")
+        # The RM client authenticated with the gateway's ticket (the process default cache does not exist).
+        rm = gw.registry.yarn_services.rm()
+        assert (await rm.app(app_id))["id"] == app_id
+        killed = await rm.kill(app_id)  # a kill call through SPNEGO on a final app is accepted
+        assert killed in ("FINISHED", "KILLED")
+    finally:
+        await js.stop()
+
+
+async def test_proxyuser_refused_is_403_without_leftovers(make_gateway: Any, krb: Any, secure_config: Any,
+                                                          secure_cluster: ClusterThread) -> None:
+    mc = secure_cluster
+    gw = await make_gateway(secure_config(mc))
+    before = set(mc.call(lambda: list(mc.mc.apps)))
+    carol = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("carol"))
+    r = await carol.request("POST", "api/kernels", {"name": SPEC}, timeout=240)
+    assert r.code == 403, r.body
+    assert "is not allowed to impersonate carol" in r.body["message"]
+    assert "yarngw" in r.body["message"]
+    after = set(mc.call(lambda: list(mc.mc.apps)))
+    assert after == before  # no YARN application left (none was even created)
+    assert not gw.registry.kernels
+
+
+async def test_wrong_gateway_keytab_is_a_named_error(make_gateway: Any, krb: Any, secure_config: Any,
+                                                     secure_cluster: ClusterThread) -> None:
+    mc = secure_cluster
+    p = "yarngw/wrongkt"
+    stale = krb.keytab_for(p, "wrongkt.keytab")
+    krb.realm.run_kadminl(f"cpw -randkey {krb.princ(p)}")
+    gw = await make_gateway(secure_config(mc, keytab=stale, principal=p))
+    alice = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("alice"))
+    health = await alice.request("GET", "api/health")
+    assert health.code == 503 and health.body["status"] == "failing"
+    check = health.body["checks"][0]
+    assert check["name"] == "kerberos" and check["ok"] is False and "kinit" in check["error"]
+    before = set(mc.call(lambda: list(mc.mc.apps)))
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    r = await alice.request("POST", "api/kernels", {"name": SPEC})
+    assert r.code == 503, r.body
+    assert loop.time() - t0 < 10  # at once, not a launch timeout
+    assert r.body["reason"] == "Kerberos ticket unavailable"
+    assert krb.princ(p) in r.body["message"] and stale in r.body["message"]
+    assert set(mc.call(lambda: list(mc.mc.apps))) == before
+    # Direct RM calls (state, kill) fail with the same named error, not a hang or a bare 401.
+    named = f"no valid Kerberos ticket for principal '{krb.princ(p)}'"
+    with pytest.raises((RMError, KerberosTicketError), match=named):
+        await gw.registry.yarn_services.rm().kill("application_1_0001", wait=0)
+
+
+async def test_health_reports_the_ticket(make_gateway: Any, krb: Any, secure_config: Any,
+                                         secure_cluster: ClusterThread) -> None:
+    gw = await make_gateway(secure_config(secure_cluster))
+    alice = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("alice"))
+    r = await alice.request("GET", "api/health")
+    assert r.code == 200 and r.body["status"] == "ok"
+    checks = {c["name"]: c for c in r.body["checks"]}
+    assert set(checks) == {"kerberos", "resourcemanager", "session_store"}, r.body
+    assert checks["resourcemanager"]["ok"]  # probed with SPNEGO from the gateway's ticket
+    check = checks["kerberos"]
+    assert check["principal"] == krb.princ("yarngw/localhost") and check["expires"].endswith("Z")
+    assert check["seconds_left"] > 60

@@ -1,0 +1,106 @@
+"""The R launcher's contract with its Python helper (launch_r_helper.py), without a cluster:
+argv + one JSON line on stdin in; encrypted response, control port and signals out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+from Crypto.PublicKey import RSA
+
+from yarn_gateway_launchers import launcher_protocol as lp
+
+HELPER = os.path.join(os.path.dirname(lp.__file__), "launch_r_helper.py")
+RANGE = (43100, 43199)
+
+
+class FakeGateway:
+    """Receives one response frame, decrypts it, answers ok."""
+
+    def __init__(self) -> None:
+        self.key = RSA.generate(2048)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.received: dict[str, Any] = {}
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            head = conn.recv(4, socket.MSG_WAITALL)
+            body = conn.recv(lp.parse_frame_length(head), socket.MSG_WAITALL)
+            kid, plain = lp.decrypt_frame_body(body, self.key)
+            self.received = {"kernel_id": kid, **lp.validate_plaintext(plain)}
+            conn.sendall(b'{"status": "ok"}\n')
+        self.done.set()
+
+
+def _control(port: int, kid: str, key: str, request: str, signum: int | None = None, mac: str | None = None) -> Any:
+    req = lp.sign_control_request(kid, key, request, signum)
+    if mac is not None:
+        req["mac"] = mac
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(json.dumps(req).encode() + b"\n")
+        return json.loads(s.makefile().readline())
+
+
+def test_helper_reports_serves_control_and_exits_on_eof() -> None:
+    gw = FakeGateway()
+    fake_r = subprocess.Popen(["sleep", "60"])
+    kid = "0f4b6d2e-1111-2222-3333-444455556666"
+    info: dict[str, Any] = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256",
+                            "key": os.urandom(32).hex(),
+            "shell_port": 43001, "iopub_port": 43002, "stdin_port": 43003, "control_port": 43004,
+            "hb_port": 43005, "kernel_name": "ir"}
+    pub = lp.public_key_b64(gw.key)
+    helper = subprocess.Popen(
+        [sys.executable, HELPER, "--kernel-id", kid, "--response-address", gw.address, "--public-key", pub,
+         "--port-range", f"{RANGE[0]}..{RANGE[1]}", "--r-pid", str(fake_r.pid), "--launch-timeout", "20"],
+        stdin=subprocess.PIPE, text=True)
+    try:
+        assert helper.stdin is not None
+        helper.stdin.write(json.dumps({"launch_token": "tok-123", "connection_info": info}) + "\n")
+        helper.stdin.flush()
+        assert gw.done.wait(20), "no response frame"
+        got = gw.received
+        assert got["kernel_id"] == kid and got["launch_token"] == "tok-123"
+        assert got["connection_info"] == info and got["pid"] == fake_r.pid
+        port = got["control_port"]
+        assert RANGE[0] <= port <= RANGE[1]
+
+        bad = _control(port, kid, info["key"], "ping", mac="ab" * 32)
+        assert bad["status"] == "error" and bad["reason"].startswith("bad_mac")
+        assert _control(port, kid, "wrong-key", "signal", signal.SIGTERM)["status"] == "error"
+        assert fake_r.poll() is None
+        assert _control(port, kid, info["key"], "ping") == {"status": "ok"}
+        assert _control(port, kid, info["key"], "signal", signal.SIGTERM) == {"status": "ok"}
+        assert fake_r.wait(5) == -signal.SIGTERM
+
+        helper.stdin.close()  # R's end of the pipe closes when R exits
+        assert helper.wait(5) == 0
+    finally:
+        for p in (helper, fake_r):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.parametrize("line", ["", "not json\n", '{"connection_info": {}}\n'])
+def test_helper_refuses_a_bad_handoff(line: str) -> None:
+    helper = subprocess.Popen(
+        [sys.executable, HELPER, "--kernel-id", "k", "--response-address", "127.0.0.1:1", "--public-key", "x",
+         "--r-pid", str(os.getpid())], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _out, err = helper.communicate(line, timeout=20)
+    assert helper.returncode == 2, err
+    assert "bad hand-off" in err

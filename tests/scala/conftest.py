@@ -1,0 +1,51 @@
+"""Fixtures for the Scala (Toree) kernel tests: the launcher jar (built on demand) and one minicluster per module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.minicluster import ClusterThread
+from helpers.yarn_specs import PORT_RANGE
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER_JAR = REPO / "launchers" / "scala" / "build" / "yarn-gateway-toree-launcher.jar"
+INSTALLED = [REPO / "launchers" / "python" / n for n in ("yarn-gateway-toree-launcher.jar", "toree-assembly.jar")]
+
+
+def _cluster_env() -> str:
+    return os.environ.get("YARN_GATEWAY_CLUSTER_ENV", "/opt/yarn-gateway-dev/cluster-venv")
+
+
+@pytest.fixture(scope="session")
+def launcher_jar() -> Path:
+    """The launcher jar, built with `make scala-launcher` when missing (make is a no-op when up to date)."""
+    if not all(p.is_file() for p in [LAUNCHER_JAR, *INSTALLED]):
+        r = subprocess.run(["make", "-C", str(REPO), "scala-launcher", f"CLUSTER_ENV={_cluster_env()}"],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0 or not all(p.is_file() for p in [LAUNCHER_JAR, *INSTALLED]):
+            pytest.fail(f"the Scala launcher jar is missing and `make scala-launcher` failed:\n{r.stdout}\n{r.stderr}")
+    return LAUNCHER_JAR
+
+
+@pytest.fixture(scope="module")
+def cluster(launcher_jar: Path) -> Iterator[ClusterThread]:
+    if not os.access(os.path.join(_cluster_env(), "bin", "python"), os.X_OK):
+        pytest.fail("the cluster-side environment is missing: run `make cluster-env` (make test does)")
+    mc = ClusterThread(proxyusers={"root": {"users": "alice,bob", "hosts": "*"}}, node_memory_mb=32768,
+                       queues=[{"name": "default", "capacity": 100, "maximum-am-resource-percent": 1.0}])
+    yield mc
+    mc.close()
+
+
+@pytest.fixture
+def yarn_gateway_config(cluster: ClusterThread) -> dict[str, Any]:
+    lo, hi = PORT_RANGE
+    cfg = cluster.gateway_config(port_range=f"{lo}..{hi}", max_concurrent_submits=2)
+    cfg["KernelRegistry"] = {"launch_timeout": 180.0, "shutdown_wait_time": 20.0}
+    return cfg

@@ -1,0 +1,1 @@
+"""Administrator commands: ``yarn-gateway kernels`` (REST client) and ``yarn-gateway check``."""
