@@ -17,7 +17,8 @@ DEPLOY_SRCS     := $(shell find rpm ambari cloudera -type f -not -name '*.pyc' 2
 
 .PHONY: rpm ambari-mpack csd
 
-rpm: $(DEPLOY_SRCS) setup.py
+# The Scala kernel needs its launcher jar inside the package: build it first.
+rpm: scala-launcher $(DEPLOY_SRCS) setup.py
 	rm -rf $(RPM_TOP)/SOURCES $(RPM_TOP)/BUILD $(RPM_TOP)/BUILDROOT $(RPM_TOP)/RPMS $(RPM_TOP)/wheelhouse
 	mkdir -p $(RPM_TOP)/SOURCES $(RPM_TOP)/SPECS $(RPM_TOP)/wheelhouse
 	test -x $(RPM_TOP)/wheelvenv/bin/python || $(RPM_PYTHON) -m venv $(RPM_TOP)/wheelvenv
