@@ -107,9 +107,13 @@ async def test_replay_overflow_is_reported_and_status_delivered(make_gateway: An
                                          "silent": False, "store_history": True, "user_expressions": {},
                                          "allow_stdin": False})
     await ws.send(msg)
-    await asyncio.sleep(0.2)
-    ws.close()
-    await asyncio.sleep(3)
+    ws.close()  # gone before the kernel (sleeping 0.5 s first) prints anything
+    hub = gw.registry.kernels[kid].hub
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not (hub.execution_state == "idle" and hub.sessions[ws.session_id]._lost):
+        assert loop.time() < deadline, "the cell did not finish while the client was away"
+        await asyncio.sleep(0.1)
     ws2 = await c.connect(kid, session_id=ws.session_id)
     res = await ws2.collect(msg["header"]["msg_id"], timeout=60)
     assert res.status == "ok"

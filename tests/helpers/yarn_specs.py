@@ -1,7 +1,8 @@
-"""Kernelspec variants and constants for YARN kernel tests."""
+"""Shared pieces of the YARN kernel tests: kernelspec variants, gateway config, waiting on YARN."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -23,3 +24,30 @@ def make_spec(dest: Any, name: str, **config: Any) -> str:
     with open(os.path.join(out, "kernel.json"), "w") as f:
         json.dump(spec, f)
     return out
+
+
+def yarn_gateway_config(cluster: Any) -> dict[str, Any]:
+    """make_gateway() config for kernels on ``cluster`` with ports in PORT_RANGE, two submits at a time."""
+    lo, hi = PORT_RANGE
+    cfg: dict[str, Any] = cluster.gateway_config(port_range=f"{lo}..{hi}", max_concurrent_submits=2)
+    cfg["KernelRegistry"] = {"launch_timeout": 180.0, "shutdown_wait_time": 20.0}
+    return cfg
+
+
+async def wait_app_state(cluster: Any, app_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    """Poll the RM until ``app_id`` is in one of ``states``; return the app object."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        app: dict[str, Any] = await asyncio.to_thread(cluster.app_json, app_id)
+        if app["state"] in states:
+            return app
+        assert loop.time() < deadline, f"{app_id} still {app['state']}"
+        await asyncio.sleep(0.5)
+
+
+def app_of(gw: Any, kid: str) -> str:
+    """The YARN application id of kernel ``kid`` held by gateway ``gw``."""
+    app_id = gw.registry.kernels[kid].km.provisioner.app_id
+    assert app_id
+    return str(app_id)

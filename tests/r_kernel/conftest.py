@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from helpers.minicluster import ClusterThread
-from helpers.yarn_specs import PORT_RANGE
+from helpers.yarn_specs import yarn_gateway_config as _gateway_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,4 @@ def cluster() -> Iterator[ClusterThread]:
 
 @pytest.fixture
 def yarn_gateway_config(cluster: ClusterThread) -> dict[str, Any]:
-    lo, hi = PORT_RANGE
-    cfg = cluster.gateway_config(port_range=f"{lo}..{hi}", max_concurrent_submits=2)
-    cfg["KernelRegistry"] = {"launch_timeout": 180.0, "shutdown_wait_time": 20.0}
-    return cfg
+    return _gateway_config(cluster)

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from helpers.yarn_specs import PORT_RANGE
+from helpers.yarn_specs import wait_app_state as _wait_app_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
 
@@ -19,15 +20,6 @@ SPEC = "spark_R_yarn_cluster"
 KERNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
-async def _wait_app_state(cluster: Any, app_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        app = await asyncio.to_thread(cluster.app_json, app_id)
-        if app["state"] in states:
-            return app
-        assert loop.time() < deadline, f"{app_id} still {app['state']}"
-        await asyncio.sleep(0.5)
 
 
 async def _start(cluster: Any, client: Any) -> str:

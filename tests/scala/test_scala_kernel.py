@@ -14,6 +14,8 @@ import psutil
 import pytest
 
 from helpers.yarn_specs import PORT_RANGE
+from helpers.yarn_specs import app_of as _app_of
+from helpers.yarn_specs import wait_app_state as _wait_app_state
 from yarn_gateway.provisioners.control_client import ControlRequestError, send_control
 from yarn_gateway_launchers import launcher_protocol as lp
 
@@ -37,21 +39,8 @@ def test_scala_launcher_passes_protocol_vectors(launcher_jar: Path) -> None:
             "negative.bad_mac", "negative.stale_ts", "negative.replayed_nonce", "negative.other_kernel"} <= checked
 
 
-async def _wait_app_state(cluster: Any, app_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        app = await asyncio.to_thread(cluster.app_json, app_id)
-        if app["state"] in states:
-            return app
-        assert loop.time() < deadline, f"{app_id} still {app['state']}"
-        await asyncio.sleep(0.5)
 
 
-def _app_of(gw: Any, kid: str) -> str:
-    app_id = gw.registry.kernels[kid].km.provisioner.app_id
-    assert app_id
-    return str(app_id)
 
 
 async def _exec(ws: Any, code: str, timeout: float = 60, want_result: bool = False) -> Any:

@@ -15,6 +15,8 @@ import pytest
 
 from helpers.gwclient import GatewayClient
 from helpers.yarn_specs import PORT_RANGE, make_spec
+from helpers.yarn_specs import app_of as _app_of
+from helpers.yarn_specs import wait_app_state as _wait_app_state
 from yarn_gateway_launchers import launcher_protocol as lp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
@@ -22,21 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
 SPEC = "spark_python_yarn_cluster"
 
 
-async def _wait_app_state(cluster: Any, app_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        app = await asyncio.to_thread(cluster.app_json, app_id)
-        if app["state"] in states:
-            return app
-        assert loop.time() < deadline, f"{app_id} still {app['state']}"
-        await asyncio.sleep(0.5)
 
 
-def _app_of(gw: Any, kid: str) -> str:
-    app_id = gw.registry.kernels[kid].km.provisioner.app_id
-    assert app_id
-    return str(app_id)
 
 
 async def test_python_kernel_runs_as_caller_with_spark(make_gateway: Any, cluster: Any,

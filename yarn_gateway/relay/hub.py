@@ -27,7 +27,15 @@ import zmq
 import zmq.asyncio
 
 from .session import ClientSession, RelayLimits
-from .wire import InvalidMessage, Signer, encode_synthetic, new_header, parse_kernel_message, zmq_frames
+from .wire import (
+    InvalidMessage,
+    KernelMessage,
+    Signer,
+    encode_synthetic,
+    new_header,
+    parse_kernel_message,
+    zmq_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,26 +161,35 @@ class KernelHub:
         parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content or {}).encode()]
         return zmq_frames(self.signer, parts)
 
-    async def _read_iopub(self, sock: zmq.asyncio.Socket) -> None:
+    async def read_messages(self, channel: str, sock: zmq.asyncio.Socket,
+                            on_message: Callable[[KernelMessage], None]) -> None:
+        """Receive, verify and hand over every kernel message on ``sock`` until it closes.
+
+        Messages with a bad signature or header are dropped with a log line.
+        """
         while True:
             try:
                 frames = await sock.recv_multipart()
-            except asyncio.CancelledError:
-                raise
             except zmq.ZMQError:
                 return
             try:
-                msg = parse_kernel_message("iopub", frames, self.signer)
+                msg = parse_kernel_message(channel, frames, self.signer)
             except InvalidMessage as exc:
-                log.warning("Kernel %s: dropped an invalid iopub message: %s", self.kernel_id, exc)
+                log.warning("Kernel %s: dropped an invalid %s message: %s", self.kernel_id, channel, exc)
                 continue
-            self._iopub_seen.set()
             self.touch()
-            state = msg.execution_state()
-            if state is not None:
-                self.execution_state = state
-            for session in list(self.sessions.values()):
-                session.deliver(msg)
+            on_message(msg)
+
+    async def _read_iopub(self, sock: zmq.asyncio.Socket) -> None:
+        await self.read_messages("iopub", sock, self._on_iopub)
+
+    def _on_iopub(self, msg: KernelMessage) -> None:
+        self._iopub_seen.set()
+        state = msg.execution_state()
+        if state is not None:
+            self.execution_state = state
+        for session in list(self.sessions.values()):
+            session.deliver(msg)
 
     # -- sessions -----------------------------------------------------------------------
     def touch(self) -> None:

@@ -31,7 +31,6 @@ from .wire import (
     KernelMessage,
     encode_synthetic,
     new_header,
-    parse_kernel_message,
     zmq_frames,
 )
 
@@ -106,20 +105,7 @@ class ClientSession:
         self._sockets.clear()
 
     async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
-        while True:
-            try:
-                frames = await sock.recv_multipart()
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError:
-                return
-            try:
-                msg = parse_kernel_message(channel, frames, self.hub.signer)
-            except InvalidMessage as exc:
-                log.warning("Kernel %s: dropped an invalid %s message: %s", self.hub.kernel_id, channel, exc)
-                continue
-            self.hub.touch()
-            self.deliver(msg)
+        await self.hub.read_messages(channel, sock, self.deliver)
 
     def send_to_kernel(self, channel: str, frames: list[bytes]) -> None:
         """Sign and send a validated client message on ``channel``."""
