@@ -102,7 +102,8 @@ async def test_replay_overflow_is_reported_and_status_delivered(make_gateway: An
     c = gw.client()
     kid = await c.start_kernel()
     ws = await c.connect(kid)
-    code = "import time; time.sleep(0.5)\nfor i in range(2000): print(i, flush=True)"
+    # 200 KB of output: past the 20 KB bound however ipykernel batches the flushed lines.
+    code = "import time; time.sleep(0.5)\nfor i in range(2000): print(str(i).rjust(100), flush=True)"
     msg = ws.message("execute_request", {"code": code,
                                          "silent": False, "store_history": True, "user_expressions": {},
                                          "allow_stdin": False})
