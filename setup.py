@@ -35,6 +35,7 @@ setup(
         "requests-kerberos>=0.15",
         "gssapi>=1.8",
         "kazoo>=2.10",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         # Kept for installers that name them (RPM, Ansible); everything is in install_requires.

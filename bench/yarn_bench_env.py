@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import psutil
+from tornado.httpclient import AsyncHTTPClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test helpers are the reference client and fixtures
@@ -32,6 +33,10 @@ from helpers.gateway_process import GatewayProcess  # noqa: E402
 from helpers.gwclient import GatewayClient, KernelWS  # noqa: E402
 from helpers.jupyter_server import free_port  # noqa: E402
 from helpers.minicluster import ClusterThread  # noqa: E402
+
+# Tornado's client queues requests beyond max_clients (default 10) and fails those queued
+# longer than connect_timeout: 16 or 200 concurrent starts must not be limited by the client.
+AsyncHTTPClient.configure(None, max_clients=512)
 
 #: Tokens of the gateway (GatewayProcess itself polls with the admin token).
 TOKENS = {"alice": "alice-token-0123456789", "admin": "admin-token-0123456789"}
@@ -309,7 +314,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
     cells = [[fmt(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]

@@ -37,10 +37,12 @@ FLOOR_TAG = "yarn-bench-floor"
 
 
 class FloorKernel:
-    def __init__(self, kid: str, app_id: Optional[str], client: AsyncKernelClient) -> None:
+    def __init__(self, kid: str, app_id: Optional[str], client: AsyncKernelClient, phases: dict[str, float]) -> None:
         self.kid = kid
         self.app_id = app_id
         self.client = client
+        #: ``cluster`` (spark-submit to the launcher's response) and ``after_response`` seconds.
+        self.phases = phases
 
     async def shutdown(self) -> None:
         try:
@@ -98,6 +100,7 @@ class Floor:
             if result.returncode != 0:
                 raise RuntimeError(f"floor spark-submit failed: {result.tail()}")
             info: dict[str, Any] = await asyncio.wait_for(fut, timeout)
+            t_response = time.perf_counter()
         finally:
             self.listener.unregister(kid)
             shutil.rmtree(workdir, ignore_errors=True)
@@ -115,7 +118,8 @@ class Floor:
         elapsed = time.perf_counter() - t0
         if status != "ok":
             raise RuntimeError(f"floor kernel {kid}: first cell {status}")
-        return FloorKernel(kid, result.app_id, client), elapsed
+        phases = {"cluster": t_response - t0, "after_response": time.perf_counter() - t_response}
+        return FloorKernel(kid, result.app_id, client, phases), elapsed
 
 
 async def _reply_and_idle(client: AsyncKernelClient, msg_id: str, timeout: float,

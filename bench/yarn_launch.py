@@ -11,12 +11,17 @@ All three run the driver in YARN cluster mode as ``alice`` via ``--proxy-user`` 
 ``--spark-context-initialization-mode lazy``; the first cell is ``1 + 1``.
 
 Measured: launch time to the first executed cell (median of N, targets interleaved
-round by round); 16 concurrent launches per gateway; gateway CPU seconds per launch
-(user+system of the gateway process only, spark-submit children excluded — they are
-the same program for both; they are reported separately); gateway RSS per running YARN
-kernel ((RSS with the 16 kernels running, no client attached - RSS before) / 16); and,
-on this gateway, the execute round trip p50 of one active kernel alone and with 200
-idle kernels attached (tiny_kernel.py stand-ins, each with an open websocket).
+round by round, plus the median of per-round paired ratios and, for this gateway and
+the floor, the split into "cluster" time - spark-submit to the launcher's response, the
+same work for both - and time outside it, from the gateway's log lines); 16 concurrent
+launches per gateway; gateway CPU seconds per launch (user+system of the gateway
+process only, from before POST to the first executed cell; spark-submit children are
+excluded - the same program for both - and reported separately); gateway RSS per
+running YARN kernel ((RSS with 16 kernels running, no client attached - RSS before) /
+16, from a second burst so the allocator's high-water mark of a burst of launches is
+not counted as per-kernel state; the first, "cold" burst is reported too); and, on this
+gateway, the execute round trip p50 of one active kernel alone (before and after) and
+with 200 idle kernels attached (tiny_kernel.py stand-ins, each with an open websocket).
 
 Usage: ``python bench/yarn_launch.py [--quick] [--rounds N] [--concurrent 16] [--idle 200]``.
 """
@@ -25,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable
@@ -58,17 +65,46 @@ from yarn_bench_env import (
 )
 from yarn_floor import Floor
 
-Launch = Callable[[], Awaitable[tuple[float, float, Callable[[], Awaitable[None]]]]]
+_LOG_TS = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
+
+
+def gateway_phases(log_path: str, kid: str, t_post: float, t_done: float) -> Optional[dict[str, float]]:
+    """Split one launch through this gateway by its log lines (wall clock, ms resolution):
+    ``gateway_before_submit`` (POST to "submitting"), ``cluster`` ("submitting" to "launcher
+    response accepted": spark-submit, YARN, the container; the same work as the floor's), and
+    ``gateway_after_response`` (response to the first executed cell seen by the client)."""
+    marks: dict[str, float] = {}
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if kid not in line:
+                continue
+            m = _LOG_TS.match(line)
+            if not m:
+                continue
+            ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            if "submitting to YARN" in line:
+                marks.setdefault("submit", ts)
+            elif "launcher response accepted" in line:
+                marks.setdefault("response", ts)
+    if len(marks) < 2:
+        return None
+    return {"gateway_before_submit": marks["submit"] - t_post, "cluster": marks["response"] - marks["submit"],
+            "gateway_after_response": t_done - marks["response"]}
 
 
 class RestTarget:
     """A gateway reached over REST + websocket (this gateway or the peer)."""
 
-    def __init__(self, name: str, client: GatewayClient, spec: str, pid: int) -> None:
+    def __init__(self, name: str, client: GatewayClient, spec: str, pid: int, log_path: str = "") -> None:
         self.name, self.client, self.spec, self.pid = name, client, spec, pid
+        self.log_path = log_path
+        self.last_phases: Optional[dict[str, float]] = None
 
     async def launch(self) -> tuple[float, float, Callable[[], Awaitable[None]]]:
+        t_post = time.time()
         kid, _t201, t_first, ws = await start_and_run(self.client, self.spec)
+        if self.log_path:
+            self.last_phases = gateway_phases(self.log_path, kid, t_post, t_post + t_first)
 
         async def stop() -> None:
             ws.close()
@@ -109,6 +145,10 @@ async def sequential(targets: dict[str, Any], floor: Floor, cluster: Any, rounds
                 if name != "floor":
                     rec["cpu_s"].append(cpu1 - cpu0)
                     rec["cpu_children_s"].append((ch1 - ch0) - (cpu1 - cpu0))
+                    if targets[name].last_phases:
+                        rec.setdefault("phases", []).append(targets[name].last_phases)
+                else:
+                    rec.setdefault("phases", []).append(fk.phases)
             await stop()
             if await wait_no_live_apps(cluster, 60):
                 await asyncio.to_thread(kill_live_apps, cluster)
@@ -126,7 +166,7 @@ async def burst(tgt: RestTarget, cluster: Any, n: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(tgt.pid) - cpu0
     ok = [r for r in results if not isinstance(r, BaseException)]
-    errors = [str(r)[:300] for r in results if isinstance(r, BaseException)]
+    errors = [f"{type(r).__name__}: {r}"[:300] for r in results if isinstance(r, BaseException)]
     rss_connected = rss_mb(tgt.pid)
     for _kid, _t, _f, ws in ok:
         ws.close()
@@ -254,9 +294,33 @@ def report(res: dict[str, Any]) -> str:
                                  f"{idle['single_after_p50_ms']:.2f})", idle["idle_p50_ms"], idle["ratio_p50"],
                                  idle["single_p90_ms"], idle["idle_p90_ms"], idle["gateway_cpu_share_idle"],
                                  idle["rss_per_idle_kernel_mb"]]])
+    text += "\n\n" + phase_table(seq)
     checks = targets(res)
     text += "\n\n" + table(["target", "value", "limit", "result"], checks)
     return text
+
+
+def phase_table(seq: dict[str, Any]) -> str:
+    """Where the launch time goes (medians): the cluster phase is the same work for both."""
+    rows = []
+    for name in ("floor", "yarn-gateway"):
+        ph = seq.get(name, {}).get("phases") or []
+        if not ph:
+            continue
+        before = [p.get("gateway_before_submit", 0.0) for p in ph]
+        after = [p.get("gateway_after_response", p.get("after_response", 0.0)) for p in ph]
+        rows.append([name, len(ph), median(before), median([p["cluster"] for p in ph]), median(after),
+                     median([b + a for b, a in zip(before, after)])])
+    return table(["target", "N", "before submit s", "cluster s (submit..response)", "response..first cell s",
+                  "outside the cluster s"], rows)
+
+
+def paired_ratio(seq: dict[str, Any]) -> Optional[float]:
+    """Median over rounds of (this gateway / floor) in the same round (adjacent launches)."""
+    a, b = seq["yarn-gateway"]["first_cell_s"], seq["floor"]["first_cell_s"]
+    if len(a) != len(b) or not a:
+        return None
+    return median([x / y for x, y in zip(a, b)])
 
 
 def targets(res: dict[str, Any]) -> list[list[Any]]:
@@ -269,6 +333,8 @@ def targets(res: dict[str, Any]) -> list[list[Any]]:
         out.append([name, value, limit, "n/a" if ok is None else ("PASS" if ok else "FAIL")])
 
     check("launch / floor", median(ours["first_cell_s"]) / floor, "<= 1.1", median(ours["first_cell_s"]) <= 1.1 * floor)
+    pr = paired_ratio(seq)
+    check("launch / floor, paired per round (info)", pr if pr is not None else "-", "<= 1.1", None)
     c = conc.get("yarn-gateway")
     check("16 concurrent all succeed", f"{c['ok']}/{c['n']}" if c else "-", "all", bool(c) and c["ok"] == c["n"])
     peer_c = conc.get("peer")
@@ -312,7 +378,8 @@ async def main() -> int:
         await gw.start()
         assert gw.proc is not None
         tgts: dict[str, RestTarget] = {
-            "yarn-gateway": RestTarget("yarn-gateway", GatewayClient(gw.url, TOKENS["alice"]), YARN_SPEC, gw.proc.pid)}
+            "yarn-gateway": RestTarget("yarn-gateway", GatewayClient(gw.url, TOKENS["alice"]), YARN_SPEC, gw.proc.pid,
+                                       gw.log_path)}
         peer = PeerGateway(cluster, workdir)
         why = "--no-peer" if ns.no_peer else peer.available()
         if why is None:
