@@ -193,3 +193,28 @@ async def test_shutdown_closes_clients(gateway: Any) -> None:
     while await ws.recv(10) is not None:
         pass  # whatever the kernel said on its way out
     assert ws.conn.close_code == 1001
+
+
+async def test_slow_client_is_told_what_it_missed_and_gets_the_final_status(make_gateway: Any) -> None:
+    # A client that stops reading: the socket fills, the gateway's backlog passes its bound, output
+    # is dropped (never the replies), and once the client reads again it is told how much it missed.
+    gw = await make_gateway({"KernelRegistry": {"client_backlog_bytes": 256 * 1024}})
+    c = gw.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    msg = ws.message("execute_request", {"code": "for i in range(3000): print('x' * 8000, flush=True)",
+                                         "silent": False, "store_history": True, "user_expressions": {},
+                                         "allow_stdin": False})
+    await ws.send(msg)
+    hub = gw.registry.kernels[kid].hub
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while hub.execution_state != "idle" or loop.time() < deadline - 55:  # not reading for >= 5 s
+        assert loop.time() < deadline
+        await asyncio.sleep(0.2)
+    res = await ws.collect(msg["header"]["msg_id"], timeout=60)
+    assert res.status == "ok"  # the execute_reply was not dropped, and the final idle arrived
+    assert "output message(s) from this kernel were lost" in res.stderr
+    assert 0 < res.stdout.count("x" * 8000) < 3000
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")

@@ -79,6 +79,7 @@ class ClientSession:
         self._lost_parent: bytes = b"{}"
         self._last_status: Optional[KernelMessage] = None
         self._expiry: Optional[asyncio.TimerHandle] = None
+        self._drain_check: Optional[asyncio.TimerHandle] = None
         self.closed = False
         self.open_sockets()
 
@@ -124,20 +125,19 @@ class ClientSession:
         if msg.msg_type == "status" and msg.channel == "iopub":
             self._last_status = msg
         conn = self.conn
-        if conn is not None and conn.backlog_bytes <= self.limits.client_backlog_bytes and not self._lost:
-            data, binary = msg.encode(conn.protocol)
-            conn.send(data, binary)
+        if conn is None:
+            self._buffer_message(msg)
             return
-        if conn is not None and msg.channel != "iopub":
-            # Replies are never dropped, however far behind the client is.
-            data, binary = msg.encode(conn.protocol)
-            conn.send(data, binary)
-            return
-        if conn is not None:
-            # A live client that cannot keep up: drop iopub output and tell it later.
+        if conn.backlog_bytes <= self.limits.client_backlog_bytes:
+            if self._lost:  # it caught up: first say what it missed
+                self._report_loss(conn)
+        elif msg.channel == "iopub":
+            # A live client that cannot keep up: drop output and tell it once it catches up.
             self._drop(msg)
             return
-        self._buffer_message(msg)
+        # (Replies on shell, control and stdin are never dropped, however far behind the client is.)
+        data, binary = msg.encode(conn.protocol)
+        conn.send(data, binary)
 
     def _buffer_message(self, msg: KernelMessage) -> None:
         full = (
@@ -154,11 +154,20 @@ class ClientSession:
         if msg.msg_type != "status":
             self._lost += 1
             self._lost_parent = msg.frames[1]
+        if self.conn is not None and self._drain_check is None:
+            self._drain_check = asyncio.get_running_loop().call_later(0.2, self._check_drain)
 
-    def backlog_drained(self) -> None:
-        """Called by the connection when its write backlog fell below the bound."""
-        if self.conn is not None and self._lost:
-            self._report_loss(self.conn)
+    def _check_drain(self) -> None:
+        """While output is being dropped for a slow client: tell it as soon as it catches up,
+        even if the kernel has gone quiet (so the final status is never lost)."""
+        self._drain_check = None
+        conn = self.conn
+        if conn is None or not self._lost:
+            return
+        if conn.backlog_bytes <= self.limits.client_backlog_bytes:
+            self._report_loss(conn)
+        else:
+            self._drain_check = asyncio.get_running_loop().call_later(0.2, self._check_drain)
 
     def attach(self, conn: ClientConnection) -> None:
         """Attach a websocket: replay what it missed, then go live."""
@@ -209,6 +218,8 @@ class ClientSession:
 
     def close(self) -> None:
         self.closed = True
+        if self._drain_check is not None:
+            self._drain_check.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
         self.close_sockets()
