@@ -39,6 +39,7 @@ from yarn_bench_env import (
     delete_all,
     gateway_process,
     kill_live_apps,
+    loadavg,
     log,
     machine,
     make_workdir,
@@ -171,6 +172,8 @@ async def main() -> int:
         await gw.close()
         await asyncio.to_thread(kill_live_apps, cluster)
         await asyncio.to_thread(cluster.close)
+
+    res["loadavg_at_end"] = loadavg()
 
     def f(v: Optional[float]) -> Any:
         return "never" if v is None else v

@@ -305,7 +305,11 @@ def machine() -> dict[str, Any]:
             "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "kernel": platform.release(),
             # The machine may be shared (other test runs): the load says how quiet it was.
-            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+            "loadavg": loadavg()}
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

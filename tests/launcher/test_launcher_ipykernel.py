@@ -232,7 +232,7 @@ async def test_launcher_lazy_spark(tmp_path: Path) -> None:
         assert reply["content"]["status"] == "ok"
         await kc.complete("spark.ra", 8, reply=True, timeout=5)
         await kc.inspect("sc", 2, reply=True, timeout=5)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 5  # the acceptance bound
         # ... and they did so while the session was still starting (still the proxies).
         assert (await _execute(kc, "type(sc).__name__, type(spark).__name__"))["result"] == \
             "('LazySpark', 'LazySpark')"

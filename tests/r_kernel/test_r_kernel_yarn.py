@@ -128,6 +128,9 @@ async def test_r_kernel_restart_gives_new_application(make_gateway: Any, cluster
     first_app = _app_of(gw, kid)
     ws = await bob.connect(kid)
     assert (await ws.execute("y <- 5")).status == "ok"
+    # A started kernel: its SparkContext is up (YARN says RUNNING). Stopping a driver before that
+    # makes YARN fail the application, as a real cluster would.
+    await _wait_app_state(cluster, first_app, {"RUNNING"}, timeout=120)
     r = await bob.request("POST", f"api/kernels/{kid}/restart", {})
     assert r.code == 200, r.body
     second_app = _app_of(gw, kid)
