@@ -35,6 +35,7 @@ from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, 
 from .handlers.metrics import MetricsHandler
 from .kerberos import KerberosLogin
 from .kernels.registry import KernelRegistry
+from .utils import run_blocking
 
 AUTHENTICATORS = {
     "token": "yarn_gateway.auth.token.TokenAuthenticator",
@@ -315,6 +316,13 @@ class YarnGatewayApp(Application):
         except Exception as exc:
             self.log.error("Recovering kernels failed: %s", exc)
         registry.sessions.start_housekeeping()
+        try:  # the listener's RSA key takes a moment to make: not on the first user's launch
+            yarn = registry.yarn_services
+            configured = bool(yarn.rm_endpoints) or os.path.isfile(os.path.join(yarn.hadoop_conf_dir, "yarn-site.xml"))
+            if configured and await run_blocking(_has_yarn_kernelspecs, registry.kernel_spec_manager):
+                await registry.yarn_services.listener()
+        except Exception as exc:
+            self.log.warning("Response listener not started in advance: %s", exc)
 
     async def stop_server(self) -> None:
         recovery = getattr(self, "_recovery", None)
@@ -391,6 +399,14 @@ class YarnGatewayApp(Application):
         except (ValueError, OSError) as exc:
             self.log.critical("Cannot start: %s", exc)
             self.exit(1)
+
+
+def _has_yarn_kernelspecs(ksm: KernelSpecManager) -> bool:
+    for info in ksm.get_all_specs().values():
+        prov = info["spec"].get("metadata", {}).get("kernel_provisioner", {})
+        if prov.get("provisioner_name") == "yarn-provisioner":
+            return True
+    return False
 
 
 def main(argv: Optional[list[str]] = None) -> None:
