@@ -318,7 +318,8 @@ class YarnGatewayApp(Application):
         registry.sessions.start_housekeeping()
         try:  # the listener's RSA key takes a moment to make: not on the first user's launch
             yarn = registry.yarn_services
-            configured = bool(yarn.rm_endpoints) or os.path.isfile(os.path.join(yarn.hadoop_conf_dir, "yarn-site.xml"))
+            site = os.path.join(yarn.hadoop_conf_dir, "yarn-site.xml")
+            configured = bool(yarn.rm_endpoints) or await run_blocking(os.path.isfile, site)
             if configured and await run_blocking(_has_yarn_kernelspecs, registry.kernel_spec_manager):
                 await registry.yarn_services.listener()
         except Exception as exc:
