@@ -96,9 +96,10 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
                      extra={"kernel_id": self._session.hub.kernel_id, "session_id": self._session.session_id})
 
     # -- ClientConnection ---------------------------------------------------------------
-    def send(self, data: bytes, binary: bool) -> None:
-        """Write one message. This is the relay's hot path: no task and no callback per message.
+    def send(self, data: bytes, binary: bool) -> bool:
+        """Write one message; False when the connection is already closing (not sent).
 
+        This is the relay's hot path: no task and no callback per message.
         ``WebSocketHandler.write_message`` wraps every frame in a new asyncio Task; the
         protocol's frame writer returns the stream's own future, which is usually already
         done (the bytes went straight to the socket). Pending writes are kept in order and
@@ -106,7 +107,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
-            return
+            return False  # the session keeps it for replay
         n = len(data)
         traffic = self._traffic
         if traffic is not None:
@@ -119,10 +120,11 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             else:  # a tornado without the frame writer: the public API
                 fut = self.write_message(data, binary=binary)
         except (WebSocketClosedError, StreamClosedError):
-            return
+            return False
         if not fut.done():
             self._pending.append((fut, n))
             self._backlog += n
+        return True
 
     @property
     def backlog_bytes(self) -> int:

@@ -137,10 +137,14 @@ class KernelHub:
                         replied = self._is_reply(frames, "kernel_info_reply")
                 if replied:
                     try:
-                        await asyncio.wait_for(self._iopub_seen.wait(), timeout=min(interval, 0.5))
+                        # The reply's own status messages arrive within milliseconds once the
+                        # subscription is live: wait briefly, then ask again.
+                        await asyncio.wait_for(self._iopub_seen.wait(), timeout=0.05)
                         return
                     except asyncio.TimeoutError:
-                        replied = False  # ask again: its status messages prove the subscription
+                        replied = False
+                        interval = 0.05
+                        continue
                 if time.monotonic() > deadline:
                     raise KernelNotReady(f"kernel did not answer within {timeout:g} s")
                 if is_alive is not None and not await is_alive():

@@ -55,12 +55,24 @@ class ClientConnection(Protocol):
 
     protocol: str
 
-    def send(self, data: bytes, binary: bool) -> None: ...
+    def send(self, data: bytes, binary: bool) -> bool:
+        """Queue a message; False when the connection is already closing (not sent)."""
+        ...
 
     @property
     def backlog_bytes(self) -> int: ...
 
     def close(self, code: int, reason: str) -> None: ...
+
+
+class _Gap:
+    """Where output was dropped from a replay buffer: how much, and the cell it belonged to."""
+
+    __slots__ = ("count", "parent")
+
+    def __init__(self, parent: bytes) -> None:
+        self.count = 0
+        self.parent = parent
 
 
 class ClientSession:
@@ -73,7 +85,8 @@ class ClientSession:
         self.conn: Optional[ClientConnection] = None
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
         self._readers: list[asyncio.Task[None]] = []
-        self._buffer: collections.deque[KernelMessage] = collections.deque()
+        # Messages kept for replay, in order; a _Gap stands where output was dropped.
+        self._buffer: collections.deque[KernelMessage | _Gap] = collections.deque()
         self._buffer_bytes = 0
         self._lost = 0
         self._lost_parent: bytes = b"{}"
@@ -137,15 +150,29 @@ class ClientSession:
             return
         # (Replies on shell, control and stdin are never dropped, however far behind the client is.)
         data, binary = msg.encode(conn.protocol)
-        conn.send(data, binary)
+        if not conn.send(data, binary):
+            # The websocket is closing but on_close has not run yet: keep the message for replay.
+            self.detach(conn)
+            self._buffer_message(msg)
+
+    @property
+    def dropped(self) -> int:
+        """Output messages dropped for this client and not yet reported to it."""
+        return self._lost + sum(item.count for item in self._buffer if isinstance(item, _Gap))
 
     def _buffer_message(self, msg: KernelMessage) -> None:
         full = (
             self._buffer_bytes + msg.nbytes > self.limits.replay_buffer_bytes
             or len(self._buffer) >= self.limits.replay_buffer_messages
         )
-        if full and msg.channel == "iopub":
-            self._drop(msg)
+        # Output is dropped when the buffer is full; statuses and replies are always kept (they
+        # are small, and a client that misses them waits forever).
+        if full and msg.channel == "iopub" and msg.msg_type != "status":
+            gap = self._buffer[-1] if self._buffer else None
+            if not isinstance(gap, _Gap):
+                gap = _Gap(msg.frames[1])
+                self._buffer.append(gap)
+            gap.count += 1
             return
         self._buffer.append(msg)
         self._buffer_bytes += msg.nbytes
@@ -178,35 +205,43 @@ class ClientSession:
         if old is not None and old is not conn:
             old.close(4409, "replaced by a new connection with the same session_id")
         self.conn = conn
-        replayed = 0
+        replayed = lost = 0
         while self._buffer:
-            msg = self._buffer.popleft()
-            data, binary = msg.encode(conn.protocol)
+            item = self._buffer.popleft()
+            if isinstance(item, _Gap):  # said where it happened: before the final status and reply
+                self._send_loss_notice(conn, item.count, item.parent)
+                lost += item.count
+                continue
+            data, binary = item.encode(conn.protocol)
             conn.send(data, binary)
             replayed += 1
         self._buffer_bytes = 0
-        if replayed or self._lost:
+        if replayed or lost or self._lost:
             log.info("Kernel %s: replayed %d message(s) to session %s (%d lost)",
-                     self.hub.kernel_id, replayed, self.session_id, self._lost)
+                     self.hub.kernel_id, replayed, self.session_id, lost + self._lost)
         if self._lost:
             self._report_loss(conn)
 
     def _report_loss(self, conn: ClientConnection) -> None:
+        """A live client caught up after output was dropped: tell it, then repeat the status."""
         lost, self._lost = self._lost, 0
+        self._send_loss_notice(conn, lost, self._lost_parent)
+        if self._last_status is not None:
+            data, binary = self._last_status.encode(conn.protocol)
+            conn.send(data, binary)
+
+    def _send_loss_notice(self, conn: ClientConnection, lost: int, parent_raw: bytes) -> None:
         text = (
             f"[yarn-gateway] {lost} output message(s) from this kernel were lost because this client "
             "was disconnected or could not keep up; the kernel itself is unaffected.\n"
         )
         header = new_header("stream", self.hub.gateway_session)
         try:
-            parent = json.loads(self._lost_parent)
+            parent = json.loads(parent_raw)
         except ValueError:
             parent = {}
         data, binary = encode_synthetic("iopub", header, {"name": "stderr", "text": text}, conn.protocol, parent)
         conn.send(data, binary)
-        if self._last_status is not None:
-            data, binary = self._last_status.encode(conn.protocol)
-            conn.send(data, binary)
 
     def detach(self, conn: ClientConnection) -> None:
         """The websocket closed: buffer until it comes back or the session expires."""
