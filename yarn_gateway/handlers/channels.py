@@ -10,18 +10,20 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import struct
 import uuid
 from typing import Any, Optional
 
 from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
 from ..errors import GatewayError
 from ..kernels.registry import KernelRecord
 from ..metrics import RelayTraffic
 from ..relay.session import ClientSession
 from ..relay.wire import V1_PROTOCOL, InvalidMessage, decode_client_message
+from ..relay.zmqio import KernelNotTaking, batching, defer_flush
 from .base import GatewayMixin
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     _session: Optional[ClientSession] = None
     _backlog = 0
     _pending: collections.deque[tuple[Any, int]]
+    _out: list[bytes]  # frames held back until the current batch of kernel messages ends
     _traffic: Optional[RelayTraffic] = None  # the gateway's relay counters (plain ints: hot path)
 
     async def get(self, kernel_id: str) -> None:
@@ -67,6 +70,7 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         session_id = self.get_argument("session_id", "") or uuid.uuid4().hex
         self._traffic = self.registry.metrics.relay
         self._pending = collections.deque()
+        self._out = []
         self._session = self._rec.hub.session(session_id)
         self._session.attach(self)
         log.info("Kernel %s: client connected (session %s, user %s, protocol %s)",
@@ -87,6 +91,10 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         except InvalidMessage as exc:
             log.info("Kernel %s: closing a client that sent an invalid message: %s", session.hub.kernel_id, exc)
             self.close(4400, f"invalid Jupyter message: {exc}"[:120])
+        except KernelNotTaking:
+            log.warning("Kernel %s: closing a client: the kernel has not taken its last messages",
+                        session.hub.kernel_id)
+            self.close(1013, "the kernel is not taking messages; reconnect when it answers again")
 
     def on_close(self) -> None:
         if self._session is not None:
@@ -99,32 +107,44 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     def send(self, data: bytes, binary: bool) -> bool:
         """Write one message; False when the connection is already closing (not sent).
 
-        This is the relay's hot path: no task and no callback per message.
-        ``WebSocketHandler.write_message`` wraps every frame in a new asyncio Task; the
-        protocol's frame writer returns the stream's own future, which is usually already
-        done (the bytes went straight to the socket). Pending writes are kept in order and
-        counted lazily (see :attr:`backlog_bytes`).
+        This is the relay's hot path: no task and no callback per message. While a batch
+        of kernel messages is being relayed, frames are collected and written together
+        when the batch ends (one system call); otherwise they are written at once.
+        Pending writes are kept in order and counted lazily (see :attr:`backlog_bytes`).
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False  # the session keeps it for replay
-        n = len(data)
         traffic = self._traffic
         if traffic is not None:
             traffic.out_messages += 1
-            traffic.out_bytes += n
-        write_frame = getattr(conn, "_write_frame", None)
-        try:
-            if write_frame is not None:
-                fut = write_frame(True, 0x2 if binary else 0x1, data)
-            else:  # a tornado without the frame writer: the public API
-                fut = self.write_message(data, binary=binary)
-        except (WebSocketClosedError, StreamClosedError):
-            return False
-        if not fut.done():
-            self._pending.append((fut, n))
-            self._backlog += n
+            traffic.out_bytes += len(data)
+        out = self._out
+        if not out and batching():
+            defer_flush(self._flush)
+        out.append(_frame_header(len(data), binary))
+        out.append(data)
+        if not batching():
+            self._flush()
         return True
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        conn = self.ws_connection
+        stream = conn.stream if conn is not None else None
+        if stream is None:
+            return
+        data = b"".join(out)
+        try:
+            fut = stream.write(data)
+        except StreamClosedError:
+            return  # on_close follows
+        if not fut.done():
+            self._pending.append((fut, len(data)))
+            self._backlog += len(data)
 
     @property
     def backlog_bytes(self) -> int:
@@ -136,3 +156,13 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
                 fut.exception()  # retrieved: a closed connection is handled by on_close
             self._backlog -= n
         return self._backlog
+
+
+def _frame_header(n: int, binary: bool) -> bytes:
+    """The header of an unmasked, unfragmented, uncompressed websocket frame (RFC 6455 5.2)."""
+    first = 0x82 if binary else 0x81
+    if n < 126:
+        return bytes((first, n))
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)

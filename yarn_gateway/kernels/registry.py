@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-import zmq.asyncio
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Float, Instance, Int, List, Unicode
@@ -121,7 +121,7 @@ class KernelRegistry(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.kernels: dict[str, KernelRecord] = {}
-        self.context = zmq.asyncio.Context()
+        self.context = zmq.Context()
         #: This gateway's Prometheus metrics (GET /metrics); kernel states are read at scrape time.
         self.metrics = GatewayMetrics(lambda: [(r.hub.execution_state, r.owner) for r in self.kernels.values()])
         self._monitor: Optional[asyncio.Task[None]] = None

@@ -10,6 +10,9 @@ Readiness: :meth:`KernelHub.connect` returns only once the kernel has answered a
 subscription, so nothing the kernel publishes after that can be lost to ZMQ's
 "slow joiner" effect. The iopub socket has no receive high-water mark: ZMQ never drops
 on our side, however busy the event loop is (bounds are applied per client instead).
+
+Sockets are plain ZMQ sockets read through :class:`~.zmqio.ZmqChannel` (no future per
+message: this is the relay's hot path).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import zmq
-import zmq.asyncio
 
 from .session import ClientSession, RelayLimits
 from .wire import (
@@ -36,6 +38,7 @@ from .wire import (
     parse_kernel_message,
     zmq_frames,
 )
+from .zmqio import ZmqChannel
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +50,26 @@ class KernelNotReady(Exception):
 class KernelHub:
     """See the module docstring."""
 
-    def __init__(self, kernel_id: str, context: zmq.asyncio.Context, limits: Optional[RelayLimits] = None) -> None:
+    def __init__(self, kernel_id: str, context: zmq.Context, limits: Optional[RelayLimits] = None) -> None:
         self.kernel_id = kernel_id
         self.context = context
         self.limits = limits or RelayLimits()
         self.gateway_session = uuid.uuid4().hex
         self.execution_state = "starting"
-        self.last_activity = datetime.now(timezone.utc)
+        self._activity = time.time()  # a float: touched for every message
         self.sessions: dict[str, ClientSession] = {}
         self.signer = Signer(b"")
         self._conn_info: dict[str, Any] = {}
-        self._iopub: Optional[zmq.asyncio.Socket] = None
-        self._iopub_task: Optional[asyncio.Task[None]] = None
+        self._iopub: Optional[ZmqChannel] = None
         self._iopub_seen = asyncio.Event()
+
+    @property
+    def last_activity(self) -> datetime:
+        return datetime.fromtimestamp(self._activity, timezone.utc)
+
+    @last_activity.setter
+    def last_activity(self, value: datetime) -> None:
+        self._activity = value.timestamp()
 
     # -- connection ---------------------------------------------------------------------
     def channel_url(self, channel: str) -> str:
@@ -94,20 +104,16 @@ class KernelHub:
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(self.channel_url("iopub"))
-        self._iopub = sub
         self._iopub_seen = asyncio.Event()
-        self._iopub_task = asyncio.ensure_future(self._read_iopub(sub))
+        self._iopub = self.channel("iopub", sub, self._on_iopub)
         await self._wait_ready(timeout, is_alive)
         for session in self.sessions.values():
             session.open_sockets()
 
     def disconnect(self) -> None:
         """Close every ZMQ socket (sessions keep their websockets and buffers)."""
-        if self._iopub_task is not None:
-            self._iopub_task.cancel()
-            self._iopub_task = None
         if self._iopub is not None:
-            self._iopub.close(linger=0)
+            self._iopub.close()
             self._iopub = None
         for session in self.sessions.values():
             session.close_sockets()
@@ -121,28 +127,32 @@ class KernelHub:
 
     async def _wait_ready(self, timeout: float, is_alive: Optional[Callable[[], Awaitable[bool]]]) -> None:
         deadline = time.monotonic() + timeout
+        replied = asyncio.Event()
+
+        def on_reply(msg: KernelMessage) -> None:
+            if msg.msg_type == "kernel_info_reply":
+                replied.set()
+
         shell = self.context.socket(zmq.DEALER)
         shell.linger = 0
         shell.connect(self.channel_url("shell"))
-        replied = False
+        channel = self.channel("shell", shell, on_reply)
         interval = 0.05
         try:
             while True:
-                if not replied:
-                    await shell.send_multipart(self._request("kernel_info_request"))
-                wait_until = time.monotonic() + interval
-                while time.monotonic() < wait_until and not replied:
-                    if await shell.poll(timeout=max(1, int((wait_until - time.monotonic()) * 1000))):
-                        frames = await shell.recv_multipart()
-                        replied = self._is_reply(frames, "kernel_info_reply")
-                if replied:
+                replied.clear()
+                channel.send(self._request("kernel_info_request"))
+                try:
+                    await asyncio.wait_for(replied.wait(), timeout=interval)
+                except asyncio.TimeoutError:
+                    pass
+                else:
                     try:
                         # The reply's own status messages arrive within milliseconds once the
                         # subscription is live: wait briefly, then ask again.
                         await asyncio.wait_for(self._iopub_seen.wait(), timeout=0.05)
                         return
                     except asyncio.TimeoutError:
-                        replied = False
                         interval = 0.05
                         continue
                 if time.monotonic() > deadline:
@@ -151,41 +161,31 @@ class KernelHub:
                     raise KernelNotReady("kernel process ended while starting")
                 interval = min(interval * 2, 1.0)
         finally:
-            shell.close(linger=0)
-
-    def _is_reply(self, frames: list[bytes], msg_type: str) -> bool:
-        try:
-            msg = parse_kernel_message("shell", frames, self.signer)
-        except InvalidMessage:
-            return False
-        return msg.msg_type == msg_type
+            channel.close()
 
     def _request(self, msg_type: str, content: Optional[dict[str, Any]] = None) -> list[bytes]:
         header = new_header(msg_type, self.gateway_session)
         parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content or {}).encode()]
         return zmq_frames(self.signer, parts)
 
-    async def read_messages(self, channel: str, sock: zmq.asyncio.Socket,
-                            on_message: Callable[[KernelMessage], None]) -> None:
-        """Receive, verify and hand over every kernel message on ``sock`` until it closes.
+    def channel(self, channel: str, sock: zmq.Socket,
+                on_message: Callable[[KernelMessage], None]) -> ZmqChannel:
+        """Read ``sock`` from the loop: verify every kernel message and hand it to ``on_message``.
 
         Messages with a bad signature or header are dropped with a log line.
         """
-        while True:
+        signer = self.signer
+
+        def on_frames(frames: list[bytes]) -> None:
             try:
-                frames = await sock.recv_multipart()
-            except zmq.ZMQError:
-                return
-            try:
-                msg = parse_kernel_message(channel, frames, self.signer)
+                msg = parse_kernel_message(channel, frames, signer)
             except InvalidMessage as exc:
                 log.warning("Kernel %s: dropped an invalid %s message: %s", self.kernel_id, channel, exc)
-                continue
-            self.touch()
+                return
+            self._activity = time.time()
             on_message(msg)
 
-    async def _read_iopub(self, sock: zmq.asyncio.Socket) -> None:
-        await self.read_messages("iopub", sock, self._on_iopub)
+        return ZmqChannel(sock, on_frames)
 
     def _on_iopub(self, msg: KernelMessage) -> None:
         self._iopub_seen.set()
@@ -197,7 +197,7 @@ class KernelHub:
 
     # -- sessions -----------------------------------------------------------------------
     def touch(self) -> None:
-        self.last_activity = datetime.now(timezone.utc)
+        self._activity = time.time()
 
     def session(self, session_id: str) -> ClientSession:
         """The session named ``session_id`` (created on first use)."""

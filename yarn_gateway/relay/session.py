@@ -20,10 +20,9 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import zmq
-import zmq.asyncio
 
 from .wire import (
     CLIENT_CHANNELS,
@@ -33,6 +32,7 @@ from .wire import (
     new_header,
     zmq_frames,
 )
+from .zmqio import ZmqChannel
 
 if TYPE_CHECKING:
     from .hub import KernelHub
@@ -83,8 +83,7 @@ class ClientSession:
         self.session_id = session_id
         self.limits = limits
         self.conn: Optional[ClientConnection] = None
-        self._sockets: dict[str, zmq.asyncio.Socket] = {}
-        self._readers: list[asyncio.Task[None]] = []
+        self._sockets: dict[str, ZmqChannel] = {}
         # Messages kept for replay, in order; a _Gap stands where output was dropped.
         self._buffer: collections.deque[KernelMessage | _Gap] = collections.deque()
         self._buffer_bytes = 0
@@ -107,19 +106,12 @@ class ClientSession:
             # shell and stdin share one identity so the kernel routes input_request here.
             sock.setsockopt(zmq.IDENTITY, identity if channel != "control" else identity + b"-c")
             sock.connect(self.hub.channel_url(channel))
-            self._sockets[channel] = sock
-            self._readers.append(asyncio.ensure_future(self._read(channel, sock)))
+            self._sockets[channel] = self.hub.channel(channel, sock, self.deliver)
 
     def close_sockets(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        self._readers.clear()
         for sock in self._sockets.values():
-            sock.close(linger=0)
+            sock.close()
         self._sockets.clear()
-
-    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
-        await self.hub.read_messages(channel, sock, self.deliver)
 
     def send_to_kernel(self, channel: str, frames: list[bytes]) -> None:
         """Sign and send a validated client message on ``channel``."""
@@ -129,8 +121,10 @@ class ClientSession:
         if sock is None:
             raise InvalidMessage("the kernel is not connected")
         self.hub.touch()
-        fut = asyncio.ensure_future(sock.send_multipart(zmq_frames(self.hub.signer, frames), copy=False))
-        fut.add_done_callback(_log_send_error)
+        try:
+            sock.send(zmq_frames(self.hub.signer, frames))  # KernelNotTaking: the handler closes the client
+        except zmq.ZMQError as exc:
+            log.warning("Kernel %s: sending on %s failed: %s", self.hub.kernel_id, channel, exc)
 
     # -- client side --------------------------------------------------------------------
     def deliver(self, msg: KernelMessage) -> None:
@@ -262,8 +256,3 @@ class ClientSession:
         if self.conn is not None:
             conn, self.conn = self.conn, None
             conn.close(1001, "kernel shut down")
-
-
-def _log_send_error(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("Sending to a kernel failed: %s", fut.exception())
