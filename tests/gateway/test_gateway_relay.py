@@ -139,6 +139,42 @@ async def test_burst_of_10000_lines_arrives_complete_and_in_order(gateway: Any, 
     await c.request("DELETE", f"api/kernels/{kid}")
 
 
+async def test_burst_without_output_batching(make_gateway: Any) -> None:
+    # output_batch_interval = 0 relays message by message: still complete, in order, then idle.
+    gw = await make_gateway({"KernelRegistry": {"output_batch_interval": 0.0}})
+    c = gw.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    res = await ws.execute("for i in range(3000): print(i, flush=True)", timeout=120)
+    assert res.status == "ok"
+    assert [int(x) for x in res.stdout.split()] == list(range(3000))
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_busy_status_is_not_held_back_while_the_kernel_stays_busy(gateway: Any) -> None:
+    # "busy" and the execute_input echo may wait briefly to share a write with what follows;
+    # when nothing follows (a long cell), they must still arrive at once, not with the reply.
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    msg = ws.message("execute_request", {"code": "import time; time.sleep(6)", "silent": False,
+                                         "store_history": False, "user_expressions": {},
+                                         "allow_stdin": False})
+    await ws.send(msg)
+    seen: list[str] = []
+    while "execute_input" not in seen:
+        m = await ws.recv(timeout=3)  # well before the cell ends
+        assert m is not None, f"only {seen} arrived while the cell ran"
+        if m["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            seen.append(m["msg_type"] if m["msg_type"] != "status" else m["content"]["execution_state"])
+    assert seen == ["busy", "execute_input"]
+    res = await ws.collect(msg["header"]["msg_id"])
+    assert res.status == "ok"
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -7,6 +7,7 @@ ownership check happen before the upgrade, so a refused client gets an HTTP 401/
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -15,7 +16,7 @@ import uuid
 from typing import Any, Optional
 
 from tornado import web
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from ..errors import GatewayError
@@ -29,6 +30,8 @@ from .base import GatewayMixin
 log = logging.getLogger(__name__)
 
 LEGACY = ""
+#: Seconds a lazy message (see KernelMessage.lazy) may wait for the next one.
+LAZY_HOLD = 0.001
 
 
 class ChannelsHandler(GatewayMixin, WebSocketHandler):
@@ -39,7 +42,9 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     _session: Optional[ClientSession] = None
     _backlog = 0
     _pending: collections.deque[tuple[Any, int]]
-    _out: list[bytes]  # frames held back until the current batch of kernel messages ends
+    _out: list[bytes]  # frames not written yet: until the batch ends, or briefly for lazy messages
+    _deferred = False  # a flush is due when the current batch ends
+    _hold: Optional[asyncio.TimerHandle] = None  # a flush is due for lazy messages
     _traffic: Optional[RelayTraffic] = None  # the gateway's relay counters (plain ints: hot path)
 
     async def get(self, kernel_id: str) -> None:
@@ -97,6 +102,9 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
             self.close(1013, "the kernel is not taking messages; reconnect when it answers again")
 
     def on_close(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self._session is not None:
             self._session.detach(self)
             log.info("Kernel %s: client disconnected (session %s)", self._session.hub.kernel_id,
@@ -104,12 +112,14 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
                      extra={"kernel_id": self._session.hub.kernel_id, "session_id": self._session.session_id})
 
     # -- ClientConnection ---------------------------------------------------------------
-    def send(self, data: bytes, binary: bool) -> bool:
+    def send(self, data: bytes, binary: bool, lazy: bool = False) -> bool:
         """Write one message; False when the connection is already closing (not sent).
 
         This is the relay's hot path: no task and no callback per message. While a batch
         of kernel messages is being relayed, frames are collected and written together
-        when the batch ends (one system call); otherwise they are written at once.
+        when the batch ends (one system call); otherwise they are written at once. A lazy
+        message waits up to :data:`LAZY_HOLD` for the next one, so a "busy" status and the
+        execute_input echo usually leave with the reply instead of costing a write each.
         Pending writes are kept in order and counted lazily (see :attr:`backlog_bytes`).
         """
         conn = self.ws_connection
@@ -119,16 +129,24 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if traffic is not None:
             traffic.out_messages += 1
             traffic.out_bytes += len(data)
-        out = self._out
-        if not out and batching():
-            defer_flush(self._flush)
-        out.append(_frame_header(len(data), binary))
-        out.append(data)
-        if not batching():
+        self._out.append(_frame_header(len(data), binary))
+        self._out.append(data)
+        if lazy:
+            if self._hold is None:
+                self._hold = asyncio.get_running_loop().call_later(LAZY_HOLD, self._flush)
+        elif batching():
+            if not self._deferred:
+                self._deferred = True
+                defer_flush(self._flush)
+        else:
             self._flush()
         return True
 
     def _flush(self) -> None:
+        self._deferred = False
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         out = self._out
         if not out:
             return
@@ -138,6 +156,17 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         if stream is None:
             return
         data = b"".join(out)
+        if type(stream) is IOStream and not stream.writing() and not stream.closed():
+            # Nothing queued in tornado: hand the bytes to the socket ourselves (what
+            # stream.write would do first anyway, minus its bookkeeping); any rest, or an
+            # error, goes through the stream as usual.
+            try:
+                sent = stream.socket.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
             fut = stream.write(data)
         except StreamClosedError:

@@ -117,6 +117,13 @@ class KernelRegistry(LoggingConfigurable):
     session_expiry = Float(
         600.0, config=True, help="Seconds a disconnected client session (and its replay buffer) is kept."
     )
+    output_batch_interval = Float(
+        0.002, config=True,
+        help="While a kernel floods output (stream or display messages back to back), relay it in batches at "
+        "most this many seconds apart instead of message by message: about half the gateway's and the "
+        "client's CPU per message, for at most this much delay. Replies and status messages are never "
+        "held back by it. 0 relays every message as soon as it arrives.",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -335,6 +342,7 @@ class KernelRegistry(LoggingConfigurable):
             replay_buffer_bytes=self.replay_buffer_bytes,
             client_backlog_bytes=self.client_backlog_bytes,
             session_expiry=self.session_expiry,
+            output_batch_interval=self.output_batch_interval,
         )
 
     # -- liveness -----------------------------------------------------------------------

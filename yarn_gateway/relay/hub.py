@@ -43,6 +43,10 @@ from .zmqio import ZmqChannel
 log = logging.getLogger(__name__)
 
 
+#: Output a kernel may flood with; while it does, iopub is drained in paced batches.
+OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "clear_output"})
+
+
 class KernelNotReady(Exception):
     """The kernel did not answer within the readiness timeout (or died while starting)."""
 
@@ -192,6 +196,13 @@ class KernelHub:
         state = msg.execution_state()
         if state is not None:
             self.execution_state = state
+            msg.lazy = state == "busy"
+        elif msg.msg_type == "execute_input":
+            msg.lazy = True
+        if self._iopub is not None:
+            # Pace only while output flows; a status (or anything else) ends it, so the final
+            # "idle" and every reply go out as soon as they arrive.
+            self._iopub.pace = self.limits.output_batch_interval if msg.msg_type in OUTPUT_TYPES else 0.0
         for session in list(self.sessions.values()):
             session.deliver(msg)
 

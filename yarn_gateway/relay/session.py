@@ -48,6 +48,7 @@ class RelayLimits:
     replay_buffer_messages: int = 200_000
     client_backlog_bytes: int = 64 * 1024 * 1024
     session_expiry: float = 600.0
+    output_batch_interval: float = 0.002
 
 
 class ClientConnection(Protocol):
@@ -55,8 +56,10 @@ class ClientConnection(Protocol):
 
     protocol: str
 
-    def send(self, data: bytes, binary: bool) -> bool:
-        """Queue a message; False when the connection is already closing (not sent)."""
+    def send(self, data: bytes, binary: bool, lazy: bool = False) -> bool:
+        """Queue a message; False when the connection is already closing (not sent).
+
+        ``lazy``: the message may wait briefly (at most a millisecond) for company."""
         ...
 
     @property
@@ -144,7 +147,7 @@ class ClientSession:
             return
         # (Replies on shell, control and stdin are never dropped, however far behind the client is.)
         data, binary = msg.encode(conn.protocol)
-        if not conn.send(data, binary):
+        if not conn.send(data, binary, msg.lazy):
             # The websocket is closing but on_close has not run yet: keep the message for replay.
             self.detach(conn)
             self._buffer_message(msg)

@@ -51,17 +51,19 @@ class Signer:
             raise ValueError(f"unsupported signature scheme {scheme!r}")
         self._digest: Callable[..., Any] = digest
         self._key = key
+        # Keyed once; each message copies it (a copy skips hashing the padded key again).
+        self._template = hmac.new(key, digestmod=digest) if key else None
 
     def sign(self, parts: list[bytes]) -> bytes:
-        if not self._key:
+        if self._template is None:
             return b""
-        h = hmac.new(self._key, digestmod=self._digest)
+        h = self._template.copy()
         for p in parts:
             h.update(p)
         return h.hexdigest().encode("ascii")
 
     def verify(self, signature: bytes, parts: list[bytes]) -> bool:
-        if not self._key:
+        if self._template is None:
             return True
         return hmac.compare_digest(signature, self.sign(parts))
 
@@ -74,6 +76,9 @@ class KernelMessage:
     frames: list[bytes]  # header, parent_header, metadata, content, *buffers
     msg_id: str
     msg_type: str
+    #: Nobody waits on it (a "busy" status, an execute_input echo): a client may get it a
+    #: moment later, together with what follows, in one write.
+    lazy: bool = False
     _legacy: Optional[tuple[bytes, bool]] = field(default=None, repr=False)
     _v1: Optional[bytes] = field(default=None, repr=False)
 
@@ -134,6 +139,16 @@ def parse_kernel_message(channel: str, frames: list[bytes], signer: Signer) -> K
     return KernelMessage(channel, parts, str(msg_id), str(msg_type))
 
 
+_CHANNEL_TAIL = {c: b',"buffers":[],"channel":"' + c.encode() + b'"}' for c in ALL_CHANNELS}
+
+
+def _json_str(value: str) -> bytes:
+    """``json.dumps(value).encode()``, without the encoder for the usual plain ASCII ids."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return b'"' + value.encode() + b'"'
+    return json.dumps(value).encode()
+
+
 def encode_legacy(channel: str, frames: list[bytes], msg_id: str, msg_type: str) -> tuple[bytes, bool]:
     """Splice raw JSON frames into one legacy-protocol message."""
     body = b"".join(
@@ -141,18 +156,16 @@ def encode_legacy(channel: str, frames: list[bytes], msg_id: str, msg_type: str)
             b'{"header":',
             frames[0],
             b',"msg_id":',
-            json.dumps(msg_id).encode(),
+            _json_str(msg_id),
             b',"msg_type":',
-            json.dumps(msg_type).encode(),
+            _json_str(msg_type),
             b',"parent_header":',
             frames[1],
             b',"metadata":',
             frames[2],
             b',"content":',
             frames[3],
-            b',"buffers":[],"channel":',
-            json.dumps(channel).encode(),
-            b"}",
+            _CHANNEL_TAIL.get(channel) or b',"buffers":[],"channel":' + json.dumps(channel).encode() + b"}",
         )
     )
     buffers = frames[4:]

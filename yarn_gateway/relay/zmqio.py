@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Callable
+from typing import Callable, Optional
 
 import zmq
 
 log = logging.getLogger(__name__)
+
+_NOBLOCK = int(zmq.NOBLOCK)
 
 #: Messages received in one go before the loop is given back to other work.
 BATCH = 256
@@ -78,27 +80,54 @@ class ZmqChannel:
         self._fd = int(sock.getsockopt(zmq.FD))
         self._queue: collections.deque[list[bytes]] = collections.deque()
         self._drain_scheduled = False
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._last_drain = 0.0
+        #: Seconds between two drains (0: drain as soon as a message arrives). Set while a
+        #: kernel floods output, so a burst is relayed in batches rather than message by message.
+        self.pace = 0.0
         self.closed = False
-        self._loop.add_reader(self._fd, self._ready)
+        self._loop.add_reader(self._fd, self._readable)
 
     # -- receiving ------------------------------------------------------------------------
+    def _readable(self) -> None:
+        if self._timer is not None or self._drain_scheduled:
+            self.sock.getsockopt(zmq.EVENTS)  # consumes the edge; the drain is already due
+            return
+        if self.pace:
+            wait = self._last_drain + self.pace - self._loop.time()
+            if wait > 0:
+                self.sock.getsockopt(zmq.EVENTS)
+                self._timer = self._loop.call_later(wait, self._ready)
+                return
+        self._ready()
+
     def _ready(self) -> None:
         self._drain_scheduled = False
+        self._timer = None
         if self.closed:
             return
+        self._last_drain = self._loop.time()
         sock = self.sock
         if self._queue:
             self._flush_queue()
-        recv = sock.recv_multipart
+        recv = sock.recv
         on_message = self.on_message
         _Batch.depth += 1
         try:
             for _ in range(BATCH):
-                frames = recv(zmq.NOBLOCK)
+                # Frames, not bytes: Frame.more is an attribute, where getsockopt(RCVMORE)
+                # converts its option to an enum on every call.
+                frame = recv(_NOBLOCK, copy=False)
+                frames = [frame.bytes]
+                while frame.more:
+                    frame = recv(_NOBLOCK, copy=False)
+                    frames.append(frame.bytes)
                 on_message(frames)
                 if self.closed:  # the callback closed us
                     return
         except zmq.Again:
+            if self._queue:  # room may have come while we were receiving (the edge is spent)
+                self._check_events()
             return
         except zmq.ZMQError as exc:
             if not self.closed:
@@ -131,6 +160,9 @@ class ZmqChannel:
             except zmq.Again:
                 self._queue.append(frames)
         # The send may have consumed the edge that announces waiting messages (or free room).
+        self._check_events()
+
+    def _check_events(self) -> None:
         if int(self.sock.getsockopt(zmq.EVENTS)) & (zmq.POLLIN | (zmq.POLLOUT if self._queue else 0)):
             self._schedule_drain()
 
@@ -154,6 +186,8 @@ class ZmqChannel:
             return
         self.closed = True
         self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
         try:
             self._loop.remove_reader(self._fd)
         except (ValueError, OSError, RuntimeError):  # the loop is already closed
