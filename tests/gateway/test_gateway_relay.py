@@ -36,9 +36,7 @@ async def test_binary_buffers_reach_the_client(gateway: Any, protocol: str) -> N
         "comm = Comm(target_name='t', data={})\n"
         "comm.send({'x': 1}, buffers=[b'\\x00\\x01binary'])\n"
     )
-    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": False,
-                                         "user_expressions": {}, "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute(code)
     res = await ws.collect(msg["header"]["msg_id"])
     assert res.status == "ok", res.error
     with_buffers = [m for m in res.messages if m["msg_type"] == "comm_msg"]
@@ -52,9 +50,7 @@ async def test_several_clients_share_iopub_but_not_replies(gateway: Any) -> None
     kid = await c.start_kernel()
     a, b = await c.connect(kid), await c.connect(kid, protocol=V1)
     assert (await c.request("GET", f"api/kernels/{kid}")).body["connections"] == 2
-    msg = a.message("execute_request", {"code": "print('shared')", "silent": False, "store_history": True,
-                                        "user_expressions": {}, "allow_stdin": False})
-    await a.send(msg)
+    msg = await a.send_execute("print('shared')")
     ra = await a.collect(msg["header"]["msg_id"])
     assert ra.status == "ok" and ra.stdout == "shared\n"
     # b sees the iopub output of a's request, but not a's execute_reply.
@@ -77,9 +73,7 @@ async def test_reconnect_with_same_session_replays_missed_output(gateway: Any) -
     kid = await c.start_kernel()
     ws = await c.connect(kid)
     code = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
-    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": True,
-                                         "user_expressions": {}, "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute(code)
     got = ""
     while "line 3" not in got:
         m = await ws.recv(10)
@@ -104,10 +98,7 @@ async def test_replay_overflow_is_reported_and_status_delivered(make_gateway: An
     ws = await c.connect(kid)
     # 200 KB of output: past the 20 KB bound however ipykernel batches the flushed lines.
     code = "import time; time.sleep(0.5)\nfor i in range(2000): print(str(i).rjust(100), flush=True)"
-    msg = ws.message("execute_request", {"code": code,
-                                         "silent": False, "store_history": True, "user_expressions": {},
-                                         "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute(code)
     ws.close()  # gone before the kernel (sleeping 0.5 s first) prints anything
     hub = gw.registry.kernels[kid].hub
     loop = asyncio.get_running_loop()
@@ -158,10 +149,7 @@ async def test_busy_status_is_not_held_back_while_the_kernel_stays_busy(gateway:
     c = gateway.client()
     kid = await c.start_kernel()
     ws = await c.connect(kid)
-    msg = ws.message("execute_request", {"code": "import time; time.sleep(6)", "silent": False,
-                                         "store_history": False, "user_expressions": {},
-                                         "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute("import time; time.sleep(6)")
     seen: list[str] = []
     while "execute_input" not in seen:
         m = await ws.recv(timeout=3)  # well before the cell ends
@@ -205,9 +193,7 @@ async def test_interrupt_and_restart_through_rest(gateway: Any) -> None:
     kid = await c.start_kernel()
     ws = await c.connect(kid)
     assert (await ws.execute("x = 41")).status == "ok"
-    msg = ws.message("execute_request", {"code": "import time; time.sleep(60)", "silent": False,
-                                         "store_history": True, "user_expressions": {}, "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute("import time; time.sleep(60)")
     await asyncio.sleep(1.0)
     assert (await c.request("GET", f"api/kernels/{kid}")).body["execution_state"] == "busy"
     assert (await c.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
@@ -239,10 +225,7 @@ async def test_slow_client_is_told_what_it_missed_and_gets_the_final_status(make
     c = gw.client()
     kid = await c.start_kernel()
     ws = await c.connect(kid)
-    msg = ws.message("execute_request", {"code": "for i in range(3000): print('x' * 8000, flush=True)",
-                                         "silent": False, "store_history": True, "user_expressions": {},
-                                         "allow_stdin": False})
-    await ws.send(msg)
+    msg = await ws.send_execute("for i in range(3000): print('x' * 8000, flush=True)")
     hub = gw.registry.kernels[kid].hub
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60

@@ -105,6 +105,13 @@ class KernelWS:
             "parent_header": {}, "metadata": {}, "content": content, "channel": channel,
         }
 
+    async def send_execute(self, code: str) -> dict[str, Any]:
+        """Send an execute_request for ``code`` (not waiting for anything); return the message."""
+        msg = self.message("execute_request", {"code": code, "silent": False, "store_history": True,
+                                               "user_expressions": {}, "allow_stdin": False})
+        await self.send(msg)
+        return msg
+
     async def send(self, msg: dict[str, Any]) -> None:
         if self.protocol == V1:
             parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]

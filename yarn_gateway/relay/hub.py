@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Output a kernel may flood with; while it does, iopub is drained in paced batches.
 OUTPUT_TYPES = frozenset({"stream", "display_data", "update_display_data", "clear_output"})
+#: Output messages at least this large (content bytes) are relayed without pacing.
+PACED_MAX_BYTES = 4096
 
 
 class KernelNotReady(Exception):
@@ -202,7 +204,9 @@ class KernelHub:
         if self._iopub is not None:
             # Pace only while output flows; a status (or anything else) ends it, so the final
             # "idle" and every reply go out as soon as they arrive.
-            self._iopub.pace = self.limits.output_batch_interval if msg.msg_type in OUTPUT_TYPES else 0.0
+            # Large messages are cheap per byte already: pacing them would only add latency.
+            small_output = msg.msg_type in OUTPUT_TYPES and len(msg.frames[3]) < PACED_MAX_BYTES
+            self._iopub.pace = self.limits.output_batch_interval if small_output else 0.0
         for session in list(self.sessions.values()):
             session.deliver(msg)
 
