@@ -1,0 +1,141 @@
+"""Where the small-message rate goes: the kernel's own pace, direct vs behind yarn-gateway.
+
+gateway_bench.py measures the rate a client sees. This diagnostic asks the kernel too:
+the burst cell times its own loop (``for i in range(10000): print(i, flush=True)``), so a
+lower rate behind the gateway can be split into "the kernel itself printed slower" and
+"the relay delivered late". Bursts alternate between a direct jupyter_client kernel and a
+yarn-gateway kernel, in one process, the order swapping each round; it also reports CPU
+time and context switches per message of every process involved.
+
+    .venv/bin/python bench/burst_ab.py [--rounds 6] [--output-batch-interval 0.002]
+        [--direct-env-like-gateway]
+
+``--direct-env-like-gateway`` starts the direct kernel with the environment and log-file
+stdout a gateway kernel gets, to rule those out. Not part of ``make bench`` (no targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from bench_common import KernelHandle, write_kernelspec
+from bench_direct import DirectTarget
+from bench_gateways import YarnGatewayTarget
+from bench_measure import settle_ready
+
+CODE = (
+    "import time as _tm\n_t0 = _tm.perf_counter()\n"
+    "for i in range(10000):\n    print(i, flush=True)\n"
+    "_dt = _tm.perf_counter() - _t0\n"
+)
+
+
+class Side:
+    def __init__(self, name: str, kernel: KernelHandle, procs: dict[str, psutil.Process]) -> None:
+        self.name, self.kernel, self.procs = name, kernel, procs
+        self.rows: list[dict[str, float]] = []
+
+    def snap(self) -> dict[str, tuple[float, int, int]]:
+        out = {}
+        for label, p in self.procs.items():
+            c, cs = p.cpu_times(), p.num_ctx_switches()
+            out[label] = (c.user + c.system, cs.voluntary, cs.involuntary)
+        return out
+
+    async def burst(self) -> None:
+        b0 = self.snap()
+        t0 = time.perf_counter()
+        result = await self.kernel.run_cell(CODE, lambda s: None)
+        seen = time.perf_counter() - t0
+        b1 = self.snap()
+        parts: list[str] = []
+        await self.kernel.run_cell("print(_dt)", parts.append)
+        n = result.n_stream
+        row = {"client msg/s": n / seen, "kernel lines/s": 10000 / float("".join(parts))}
+        for label in b0:
+            row[f"{label} cpu us/msg"] = (b1[label][0] - b0[label][0]) / n * 1e6
+            row[f"{label} switches/msg"] = (b1[label][1] - b0[label][1] + b1[label][2] - b0[label][2]) / n
+        self.rows.append(row)
+
+
+class PacedGateway(YarnGatewayTarget):
+    """yarn-gateway with a given KernelRegistry.output_batch_interval."""
+
+    def __init__(self, workdir: Path, kernels_dir: Path, exe: Path, interval: float) -> None:
+        super().__init__(workdir, kernels_dir, exe)
+        self.interval = interval
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        with (self.workdir / "yarn_gateway_config.py").open("a") as f:
+            f.write(f"c.KernelRegistry.output_batch_interval = {self.interval!r}\n")
+        return cmd, env
+
+
+def like_gateway(log_path: Path) -> None:
+    """Start direct kernels as the gateway does: its KERNEL_* env and a log file as stdout."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    original = AsyncKernelManager.start_kernel
+
+    async def start_kernel(self: Any, **kw: Any) -> None:
+        log = log_path.open("ab")
+        env = dict(os.environ, KERNEL_USERNAME="alice", KERNEL_ID="direct", KERNEL_LAUNCH_TIMEOUT="60")
+        kw.update(stdout=log, stderr=log, env=env)
+        await original(self, **kw)
+
+    AsyncKernelManager.start_kernel = start_kernel  # type: ignore[method-assign]
+
+
+async def main(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="burst-ab-"))
+    if args.direct_env_like_gateway:
+        like_gateway(root / "direct-kernel.log")
+    kernels_dir = write_kernelspec(root, sys.executable)
+    direct = DirectTarget(kernels_dir)
+    gateway = PacedGateway(root / "gw", kernels_dir, Path(sys.executable).parent / "yarn-gateway",
+                           args.output_batch_interval)
+    await direct.setup()
+    await gateway.setup()
+    assert gateway.process is not None
+    try:
+        kd = await direct.create_kernel()
+        await kd.connect()
+        await settle_ready(kd)
+        kg = await gateway.create_kernel()
+        await kg.connect()
+        await settle_ready(kg)
+        me = psutil.Process()
+        direct_kernel = next(p for p in me.children() if "ipykernel" in " ".join(p.cmdline()))
+        gw = psutil.Process(gateway.process.pid)
+        sides = [
+            Side("direct", kd, {"kernel": direct_kernel, "client": me}),
+            Side("yarn-gateway", kg, {"kernel": gw.children()[0], "gateway": gw, "client": me}),
+        ]
+        for i in range(args.rounds):
+            for side in sides if i % 2 == 0 else sides[::-1]:
+                await side.burst()
+        for side in sides:
+            keys = side.rows[0].keys()
+            medians = {k: statistics.median(r[k] for r in side.rows) for k in keys}
+            print(f"{side.name:13s} " + "  ".join(f"{k} {v:,.1f}" for k, v in medians.items()))
+    finally:
+        await direct.teardown()
+        await gateway.teardown()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--output-batch-interval", type=float, default=0.002)
+    p.add_argument("--direct-env-like-gateway", action="store_true")
+    asyncio.run(main(p.parse_args()))
