@@ -95,14 +95,18 @@ class Target(abc.ABC):
         return None
 
 
-def write_kernelspec(root: Path, python: str) -> Path:
+def write_kernelspec(root: Path, python: str, pin_cpu: Optional[int] = None) -> Path:
     """Write the bench kernelspec under ``root`` and return the directory that holds
-    kernelspec directories (``root/share/jupyter/kernels``)."""
+    kernelspec directories (``root/share/jupyter/kernels``).
+
+    ``pin_cpu`` starts every kernel under ``taskset -c CPU`` (all its threads on one CPU),
+    the same for every target."""
     kernels = root / "share" / "jupyter" / "kernels"
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
+    pin = [] if pin_cpu is None else ["taskset", "-c", str(pin_cpu)]
     spec = {
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [*pin, python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python (bench, ipykernel)",
         "language": "python",
         "metadata": {"debugger": False},

@@ -173,7 +173,10 @@ def _title(results: dict[str, Any]) -> str:
     m = results["machine"]
     load = f"load {m.get('load_start', '?')} -> {m.get('load_end', '?')}"
     return (f"{results['date']}, {m['cpus']} cores, {m['memory_gb']} GB, {load}, {m['platform']}, "
-            f"ipykernel {results['kernel']['ipykernel']}" + (" (QUICK run)" if results.get("quick") else ""))
+            f"ipykernel {results['kernel']['ipykernel']}"
+            + (f", kernels pinned to CPU {results['kernel']['pinned_cpu']}"
+               if results["kernel"].get("pinned_cpu") is not None else "")
+            + (" (QUICK run)" if results.get("quick") else ""))
 
 
 def _line(cells: list[str], widths: list[int]) -> str:

@@ -96,6 +96,12 @@ def like_gateway(log_path: Path) -> None:
     AsyncKernelManager.start_kernel = start_kernel  # type: ignore[method-assign]
 
 
+def pin(proc: psutil.Process, cpu: int) -> None:
+    """Pin every thread of a process to one CPU (sched_setaffinity is per thread)."""
+    for thread in proc.threads():
+        os.sched_setaffinity(thread.id, {cpu})
+
+
 async def main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="burst-ab-"))
     if args.direct_env_like_gateway:
@@ -117,6 +123,9 @@ async def main(args: argparse.Namespace) -> None:
         me = psutil.Process()
         direct_kernel = next(p for p in me.children() if "ipykernel" in " ".join(p.cmdline()))
         gw = psutil.Process(gateway.process.pid)
+        if args.pin_kernels is not None:
+            for proc in (direct_kernel, gw.children()[0]):
+                pin(proc, args.pin_kernels)
         sides = [
             Side("direct", kd, {"kernel": direct_kernel, "client": me}),
             Side("yarn-gateway", kg, {"kernel": gw.children()[0], "gateway": gw, "client": me}),
@@ -138,4 +147,6 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--output-batch-interval", type=float, default=0.002)
     p.add_argument("--direct-env-like-gateway", action="store_true")
+    p.add_argument("--pin-kernels", type=int, metavar="CPU",
+                   help="pin both kernels' threads to this CPU (tests the idle-vCPU wake-up cost)")
     asyncio.run(main(p.parse_args()))

@@ -5,6 +5,7 @@ One process, one run, the same local ipykernel for every target. See bench/READM
 what each metric means. Usage::
 
     .venv/bin/python bench/gateway_bench.py [--quick] [--targets direct,eg,yarn-gateway]
+        [--pin-kernels CPU]
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     p.add_argument("--idle-kernels", type=int, help="override the number of idle kernels (RSS, starts)")
     p.add_argument("--rtt-n", type=int, help="override the number of timed round trips")
+    p.add_argument("--pin-kernels", type=int, metavar="CPU",
+                   help="start every target's kernel under taskset -c CPU (see bench/README.md: "
+                   "on VMs where waking an idle vCPU is slow this takes that cost out of the kernel)")
     return p.parse_args(argv)
 
 
@@ -99,7 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
                     "load_start": round(os.getloadavg()[0], 2)},
-        "kernel": {"ipykernel": kver},
+        "kernel": {"ipykernel": kver, "pinned_cpu": args.pin_kernels},
         "plan": plan.__dict__,
         "quick": bool(args.quick),
         "targets": {},
@@ -109,7 +113,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Kernels of every target inherit these: no writes to the user's ~/.ipython or runtime dir.
         os.environ["IPYTHONDIR"] = str(work / "ipython")
         os.environ["JUPYTER_RUNTIME_DIR"] = str(work / "runtime")
-        kernels_dir = write_kernelspec(work, args.kernel_python)
+        kernels_dir = write_kernelspec(work, args.kernel_python, args.pin_kernels)
         targets = build_targets(args, work, kernels_dir)
         try:
             results["targets"] = await measure_all(targets, plan)
