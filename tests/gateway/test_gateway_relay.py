@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
+from tornado.websocket import WebSocketClosedError
 
 from helpers.gwclient import V1
 
@@ -236,5 +240,60 @@ async def test_slow_client_is_told_what_it_missed_and_gets_the_final_status(make
     assert res.status == "ok"  # the execute_reply was not dropped, and the final idle arrived
     assert "output message(s) from this kernel were lost" in res.stderr
     assert 0 < res.stdout.count("x" * 8000) < 3000
+    ws.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+async def test_a_kernel_that_takes_nothing_closes_the_client_with_1013(make_gateway: Any, monkeypatch: Any) -> None:
+    # A stopped kernel reads nothing: its socket buffers fill, then the gateway's bounded queue,
+    # and the client is closed with 1013 (try again later) instead of the gateway buffering forever.
+    from yarn_gateway.relay import zmtp
+
+    monkeypatch.setattr(zmtp, "MAX_QUEUED", 100)
+    gw = await make_gateway()
+    c = gw.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    assert (await ws.execute("1+1")).text == "2"
+    pid = gw.registry.kernels[kid].km.provisioner.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pad = "x" * 16384
+        for _ in range(5000):  # ~80 MB: far more than TCP buffers and the queue hold
+            msg = ws.message("kernel_info_request", {})
+            msg["metadata"] = {"pad": pad}
+            try:
+                await ws.send(msg)
+            except WebSocketClosedError:
+                break
+            if ws.conn.close_code is not None:
+                break
+        while await ws.recv(10) is not None:
+            pass
+        assert ws.conn.close_code == 1013
+        assert "the kernel is not taking messages" in (ws.conn.close_reason or "")
+        assert (await c.request("GET", f"api/kernels/{kid}")).code == 200  # the gateway is fine
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Once the kernel runs again, a client reconnects and works (after the kernel has answered
+    # whatever reached it).
+    ws2 = await c.connect(kid)
+    assert (await ws2.execute("40+2", timeout=120)).text == "42"
+    ws2.close()
+    await c.request("DELETE", f"api/kernels/{kid}")
+
+
+@pytest.mark.parametrize("stall", [0.2, 1.0])
+async def test_a_burst_survives_a_stalled_event_loop(gateway: Any, stall: float) -> None:
+    # The gateway reads kernel sockets on its event loop. While the loop is blocked, the kernel
+    # keeps printing into its socket buffers and ZMQ queue; none of that output may be lost.
+    c = gateway.client()
+    kid = await c.start_kernel()
+    ws = await c.connect(kid)
+    msg = await ws.send_execute("for i in range(20000): print(i, flush=True)")
+    asyncio.get_running_loop().call_later(0.3, time.sleep, stall)  # the gateway runs on this loop
+    res = await ws.collect(msg["header"]["msg_id"], timeout=120)
+    assert res.status == "ok"
+    assert res.stdout.split() == [str(i) for i in range(20000)]
     ws.close()
     await c.request("DELETE", f"api/kernels/{kid}")

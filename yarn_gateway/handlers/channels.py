@@ -22,9 +22,10 @@ from tornado.websocket import WebSocketHandler
 from ..errors import GatewayError
 from ..kernels.registry import KernelRecord
 from ..metrics import RelayTraffic
+from ..relay.batch import batching, defer_flush
 from ..relay.session import ClientSession
 from ..relay.wire import V1_PROTOCOL, InvalidMessage, decode_client_message
-from ..relay.zmqio import KernelNotTaking, batching, defer_flush
+from ..relay.zmtp import KernelNotTaking
 from .base import GatewayMixin
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-import zmq
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Float, Instance, Int, List, Unicode
@@ -128,7 +127,6 @@ class KernelRegistry(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.kernels: dict[str, KernelRecord] = {}
-        self.context = zmq.Context()
         #: This gateway's Prometheus metrics (GET /metrics); kernel states are read at scrape time.
         self.metrics = GatewayMetrics(lambda: [(r.hub.execution_state, r.owner) for r in self.kernels.values()])
         self._monitor: Optional[asyncio.Task[None]] = None
@@ -195,7 +193,7 @@ class KernelRegistry(LoggingConfigurable):
         kernel_id = str(uuid.uuid4())
         env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT=f"{timeout:g}")
         km = self.new_manager(spec_name, kernel_id)
-        hub = KernelHub(kernel_id, self.context, self._limits())
+        hub = KernelHub(kernel_id, self._limits())
         rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
         self._lifecycle(rec, "start requested")
@@ -326,7 +324,6 @@ class KernelRegistry(LoggingConfigurable):
         await asyncio.gather(*(self.shutdown(r) for r in to_stop), return_exceptions=True)
         await self.sessions.close()
         await self.yarn_services.stop()
-        self.context.term()
 
     def _lifecycle(self, rec: KernelRecord, event: str, detail: str = "", level: int = logging.INFO) -> None:
         """Log one lifecycle event (yarn_gateway.logs) and count it in the metrics."""

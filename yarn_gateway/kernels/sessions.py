@@ -186,7 +186,7 @@ class SessionKeeper(LoggingConfigurable):
         prov.connection_info = conn
         launch_args: Any = {"env": {**base_environment(), **record.get("env", {})}, "kernel_id": kid}
         km._launch_args = launch_args
-        hub = KernelHub(kid, registry.context, registry._limits())
+        hub = KernelHub(kid, registry._limits())
         hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
         try:
             await hub.connect(dict(km.get_connection_info(session=False)), self.attach_timeout, km.is_alive)

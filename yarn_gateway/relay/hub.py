@@ -11,8 +11,8 @@ subscription, so nothing the kernel publishes after that can be lost to ZMQ's
 "slow joiner" effect. The iopub socket has no receive high-water mark: ZMQ never drops
 on our side, however busy the event loop is (bounds are applied per client instead).
 
-Sockets are plain ZMQ sockets read through :class:`~.zmqio.ZmqChannel` (no future per
-message: this is the relay's hot path).
+The connections to the kernel are :class:`~.zmtp.ZmtpChannel` objects: ZMTP spoken on the
+event loop itself, without libzmq's I/O thread (this is the relay's hot path).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
-import zmq
-
 from .session import ClientSession, RelayLimits
 from .wire import (
     InvalidMessage,
@@ -38,7 +36,7 @@ from .wire import (
     parse_kernel_message,
     zmq_frames,
 )
-from .zmqio import ZmqChannel
+from .zmtp import Endpoint, ZmtpChannel
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +54,8 @@ class KernelNotReady(Exception):
 class KernelHub:
     """See the module docstring."""
 
-    def __init__(self, kernel_id: str, context: zmq.Context, limits: Optional[RelayLimits] = None) -> None:
+    def __init__(self, kernel_id: str, limits: Optional[RelayLimits] = None) -> None:
         self.kernel_id = kernel_id
-        self.context = context
         self.limits = limits or RelayLimits()
         self.gateway_session = uuid.uuid4().hex
         self.execution_state = "starting"
@@ -66,7 +63,7 @@ class KernelHub:
         self.sessions: dict[str, ClientSession] = {}
         self.signer = Signer(b"")
         self._conn_info: dict[str, Any] = {}
-        self._iopub: Optional[ZmqChannel] = None
+        self._iopub: Optional[ZmtpChannel] = None
         self._iopub_seen = asyncio.Event()
 
     @property
@@ -78,16 +75,17 @@ class KernelHub:
         self._activity = value.timestamp()
 
     # -- connection ---------------------------------------------------------------------
-    def channel_url(self, channel: str) -> str:
+    def endpoint(self, channel: str) -> Endpoint:
+        """Where the kernel listens for ``channel`` (from its connection info)."""
         info = self._conn_info
         transport = info.get("transport", "tcp")
-        port = info[f"{channel}_port"]
+        port = int(info[f"{channel}_port"])
         if transport == "ipc":
-            return f"ipc://{info['ip']}-{port}"
+            return Endpoint("ipc", f"{info['ip']}-{port}")
         ip = info["ip"]
         if ip in ("0.0.0.0", ""):
             ip = "127.0.0.1"
-        return f"{transport}://{ip}:{port}"
+        return Endpoint(transport, ip, port)
 
     async def connect(
         self,
@@ -105,13 +103,8 @@ class KernelHub:
         key = connection_info.get("key", b"")
         self.signer = Signer(key.encode() if isinstance(key, str) else bytes(key),
                              connection_info.get("signature_scheme", "hmac-sha256"))
-        sub = self.context.socket(zmq.SUB)
-        sub.linger = 0
-        sub.setsockopt(zmq.RCVHWM, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(self.channel_url("iopub"))
         self._iopub_seen = asyncio.Event()
-        self._iopub = self.channel("iopub", sub, self._on_iopub)
+        self._iopub = self.channel("iopub", self._on_iopub)
         await self._wait_ready(timeout, is_alive)
         for session in self.sessions.values():
             session.open_sockets()
@@ -139,10 +132,7 @@ class KernelHub:
             if msg.msg_type == "kernel_info_reply":
                 replied.set()
 
-        shell = self.context.socket(zmq.DEALER)
-        shell.linger = 0
-        shell.connect(self.channel_url("shell"))
-        channel = self.channel("shell", shell, on_reply)
+        channel = self.channel("shell", on_reply)
         interval = 0.05
         try:
             while True:
@@ -174,9 +164,10 @@ class KernelHub:
         parts = [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content or {}).encode()]
         return zmq_frames(self.signer, parts)
 
-    def channel(self, channel: str, sock: zmq.Socket,
-                on_message: Callable[[KernelMessage], None]) -> ZmqChannel:
-        """Read ``sock`` from the loop: verify every kernel message and hand it to ``on_message``.
+    def channel(self, channel: str, on_message: Callable[[KernelMessage], None],
+                identity: bytes = b"") -> ZmtpChannel:
+        """Connect to the kernel's ``channel`` (SUB for iopub, DEALER with ``identity`` for
+        the others): every kernel message is verified and handed to ``on_message``.
 
         Messages with a bad signature or header are dropped with a log line.
         """
@@ -191,7 +182,9 @@ class KernelHub:
             self._activity = time.time()
             on_message(msg)
 
-        return ZmqChannel(sock, on_frames)
+        socket_type = "SUB" if channel == "iopub" else "DEALER"
+        return ZmtpChannel(self.endpoint(channel), socket_type, on_frames, identity,
+                           label=f"Kernel {self.kernel_id} ({channel})")
 
     def _on_iopub(self, msg: KernelMessage) -> None:
         self._iopub_seen.set()

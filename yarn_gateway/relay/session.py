@@ -1,7 +1,7 @@
 """One client session of one kernel: its own ZMQ sockets, its websocket, its replay buffer.
 
 A session is named by the ``session_id`` the client puts in the websocket URL. It owns
-DEALER sockets for shell, control and stdin (so replies and input requests reach only
+DEALER connections for shell, control and stdin (so replies and input requests reach only
 this client) and receives every iopub message from its :class:`~.hub.KernelHub`.
 
 While no websocket is attached (the client dropped), messages are kept in a bounded
@@ -22,8 +22,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Protocol
 
-import zmq
-
 from .wire import (
     CLIENT_CHANNELS,
     InvalidMessage,
@@ -32,7 +30,7 @@ from .wire import (
     new_header,
     zmq_frames,
 )
-from .zmqio import ZmqChannel
+from .zmtp import ChannelClosed, ZmtpChannel
 
 if TYPE_CHECKING:
     from .hub import KernelHub
@@ -86,7 +84,7 @@ class ClientSession:
         self.session_id = session_id
         self.limits = limits
         self.conn: Optional[ClientConnection] = None
-        self._sockets: dict[str, ZmqChannel] = {}
+        self._sockets: dict[str, ZmtpChannel] = {}
         # Messages kept for replay, in order; a _Gap stands where output was dropped.
         self._buffer: collections.deque[KernelMessage | _Gap] = collections.deque()
         self._buffer_bytes = 0
@@ -104,12 +102,9 @@ class ClientSession:
         self.close_sockets()
         identity = f"{self.session_id}-{uuid.uuid4().hex[:8]}".encode()
         for channel in ("shell", "control", "stdin"):
-            sock = self.hub.context.socket(zmq.DEALER)
-            sock.linger = 0
             # shell and stdin share one identity so the kernel routes input_request here.
-            sock.setsockopt(zmq.IDENTITY, identity if channel != "control" else identity + b"-c")
-            sock.connect(self.hub.channel_url(channel))
-            self._sockets[channel] = self.hub.channel(channel, sock, self.deliver)
+            own = identity if channel != "control" else identity + b"-c"
+            self._sockets[channel] = self.hub.channel(channel, self.deliver, own)
 
     def close_sockets(self) -> None:
         for sock in self._sockets.values():
@@ -126,7 +121,7 @@ class ClientSession:
         self.hub.touch()
         try:
             sock.send(zmq_frames(self.hub.signer, frames))  # KernelNotTaking: the handler closes the client
-        except zmq.ZMQError as exc:
+        except ChannelClosed as exc:
             log.warning("Kernel %s: sending on %s failed: %s", self.hub.kernel_id, channel, exc)
 
     # -- client side --------------------------------------------------------------------

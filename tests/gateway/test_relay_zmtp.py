@@ -1,0 +1,290 @@
+"""ZmtpChannel: ZMTP 3.0 on the event loop, against real libzmq ROUTER and PUB sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Any
+
+import pytest
+import zmq
+
+from yarn_gateway.relay import zmtp
+from yarn_gateway.relay.batch import batching, defer_flush
+from yarn_gateway.relay.zmtp import ChannelClosed, Endpoint, KernelNotTaking, ZmtpChannel
+
+
+@pytest.fixture
+def ctx() -> Any:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def _bound(ctx: zmq.Context, kind: int, port: int = 0) -> tuple[zmq.Socket, Endpoint]:
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    sock.sndhwm = 0  # ROUTER and PUB drop past their high-water mark: the tests send in bursts
+    if port:
+        sock.bind(f"tcp://127.0.0.1:{port}")
+    else:
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+    return sock, Endpoint("tcp", "127.0.0.1", port)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: bytes) -> None:
+    """A scripted peer's side of the greeting, in libzmq's steps; then its READY (as given)."""
+    signature = await reader.readexactly(10)
+    assert signature[0] == 0xFF and signature[9] == 0x7F
+    writer.write(zmtp.GREETING)
+    assert await reader.readexactly(1) == b"\x03"  # major version
+    rest = await reader.readexactly(53)
+    assert rest[1:5] == b"NULL"
+    writer.write(ready)
+
+
+async def _recv(sock: zmq.Socket, timeout: float = 10.0) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while not sock.poll(0):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.002)
+    return sock.recv_multipart()
+
+
+async def _handshake(router: zmq.Socket, chan: ZmtpChannel) -> None:
+    """Until the ROUTER knows our identity (it drops messages to identities it has not seen)."""
+    chan.send([b"hello"])
+    assert (await _recv(router))[1:] == [b"hello"]
+
+
+async def test_dealer_talks_to_a_router_with_its_identity(ctx: zmq.Context) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    got: list[list[bytes]] = []
+    chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"session-1")
+    big = bytes(range(256)) * 4096  # 1 MiB: long frames, split over many reads
+    chan.send([b"hello", b"", b"x" * 300])
+    chan.send([big])
+    assert await _recv(router) == [b"session-1", b"hello", b"", b"x" * 300]
+    assert await _recv(router) == [b"session-1", big]
+    n = 3000
+    for i in range(n):  # replies are routed to us by the identity we announced
+        router.send_multipart([b"session-1", b"reply", str(i).encode()])
+    router.send_multipart([b"session-1", big, b"end"])
+    await _until(lambda: len(got) == n + 1)
+    assert [int(f[1]) for f in got[:n]] == list(range(n))
+    assert all(f[0] == b"reply" and len(f) == 2 for f in got[:n])  # multipart messages stay whole
+    assert got[n] == [big, b"end"]
+    assert chan.connected
+    chan.close()
+    router.close()
+
+
+async def test_sub_receives_everything_published(ctx: zmq.Context) -> None:
+    pub, ep = _bound(ctx, zmq.PUB)
+    got: list[list[bytes]] = []
+    chan = ZmtpChannel(ep, "SUB", got.append)
+    while not got:  # until the subscription has reached the publisher
+        pub.send_multipart([b"topic", b"probe"])
+        await asyncio.sleep(0.01)
+    got.clear()
+    for i in range(5000):
+        pub.send_multipart([b"topic", str(i).encode()])
+    await _until(lambda: len(got) == 5000)
+    assert [int(f[1]) for f in got] == list(range(5000))
+    chan.close()
+    pub.close()
+
+
+async def test_sends_wait_until_the_kernel_listens_and_the_queue_is_bounded(
+    ctx: zmq.Context, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(zmtp, "MAX_QUEUED", 50)
+    port = _free_port()
+    chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, identity=b"me")
+    for i in range(50):
+        chan.send([str(i).encode()])
+    assert chan.queued == 50 and not chan.connected
+    with pytest.raises(KernelNotTaking):
+        chan.send([b"one too many"])
+    # The kernel starts listening: the channel connects on its own and the queue drains in order.
+    router, _ = _bound(ctx, zmq.ROUTER, port)
+    received = [int((await _recv(router))[1]) for _ in range(50)]
+    assert received == list(range(50))
+    assert chan.queued == 0
+    chan.close()
+    router.close()
+
+
+async def test_reconnects_to_a_restarted_kernel_on_the_same_port(ctx: zmq.Context) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    got: list[list[bytes]] = []
+    chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me")
+    chan.send([b"before"])
+    assert (await _recv(router))[1:] == [b"before"]
+    router.close()
+    await _until(lambda: not chan.connected)
+    chan.send([b"while away"])  # kept until the kernel is back
+    router, _ = _bound(ctx, zmq.ROUTER, ep.port)
+    assert (await _recv(router))[1:] == [b"while away"]
+    router.send_multipart([b"me", b"after"])
+    await _until(lambda: got == [[b"after"]])
+    chan.close()
+    router.close()
+
+
+async def test_pacing_batches_a_flood_and_bounds_the_delay(ctx: zmq.Context) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    arrivals: list[tuple[float, int]] = []
+    chan = ZmtpChannel(ep, "DEALER", lambda f: arrivals.append((time.monotonic(), int(f[0]))), identity=b"me")
+    await _handshake(router, chan)
+    chan.pace = 0.05
+    router.send_multipart([b"me", b"0"])
+    await _until(lambda: len(arrivals) == 1)
+    sent_at = time.monotonic()
+    for i in range(1, 21):  # right after a read: these wait for the next paced one
+        router.send_multipart([b"me", str(i).encode()])
+    await _until(lambda: len(arrivals) == 21)
+    times = [t for t, _ in arrivals[1:]]
+    assert [i for _, i in arrivals] == list(range(21))
+    assert max(times) - min(times) < 0.02  # one batch (allowing for a split at a TCP boundary)
+    assert max(times) - sent_at >= 0.03  # they were held back ...
+    assert max(times) - sent_at < 1.0  # ... not lost or stuck
+    # With pacing off, a message is handled as soon as it arrives, however recent the last read.
+    chan.pace = 0.0
+    await asyncio.sleep(0.1)
+    router.send_multipart([b"me", b"21"])
+    await _until(lambda: len(arrivals) == 22, timeout=0.5)
+    chan.close()
+    router.close()
+
+
+async def test_writes_deferred_during_a_batch_are_flushed_when_it_ends(ctx: zmq.Context) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    log: list[str] = []
+
+    def on_message(frames: list[bytes]) -> None:
+        assert batching()
+        if not log:
+            defer_flush(lambda: log.append("flush"))
+        log.append(frames[0].decode())
+
+    chan = ZmtpChannel(ep, "DEALER", on_message, identity=b"me")
+    await _handshake(router, chan)
+    for i in range(3):
+        router.send_multipart([b"me", str(i).encode()])
+    await _until(lambda: "flush" in log)
+    assert not batching()
+    assert log.index("flush") > log.index("0")  # after the messages of its batch
+    chan.close()
+    router.close()
+
+
+async def test_close_stops_everything(ctx: zmq.Context) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    got: list[list[bytes]] = []
+    chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me")
+    await _handshake(router, chan)
+    chan.close()
+    chan.close()  # idempotent
+    with pytest.raises(ChannelClosed):
+        chan.send([b"after close"])
+    router.send_multipart([b"me", b"late"])
+    await asyncio.sleep(0.2)
+    assert got == []
+    router.close()
+
+
+async def test_a_peer_that_is_not_a_matching_zmq_socket_is_refused(ctx: zmq.Context, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay.zmtp")
+    # A PUB socket where a ROUTER belongs: its READY names it (and libzmq drops us too).
+    pub, ep = _bound(ctx, zmq.PUB)
+    chan = ZmtpChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k1 (shell)")
+    await _until(lambda: "does not speak ZMTP 3" in caplog.text)
+    assert "its socket type is PUB" in caplog.text or "closed the connection during the handshake" in caplog.text
+    await asyncio.sleep(0.3)  # retries follow
+    assert "Kernel k1 (shell)" in caplog.text and not chan.connected
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1  # said once, not per retry
+    chan.close()
+    pub.close()
+
+    # A peer that completes the handshake as the wrong socket type: we check it ourselves.
+    async def wrong_type(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _greet(reader, writer, zmtp.encode_command(b"READY", zmtp.encode_properties({b"Socket-Type": b"PUB"})))
+        await reader.read()
+
+    # And something that is not ZMQ at all (here: an HTTP server's answer).
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"x" * 100)
+        await writer.drain()
+        await reader.read()
+
+    for handler, expected in ((wrong_type, "its socket type is PUB"), (http, "no ZMTP greeting")):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        caplog.clear()
+        chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, identity=b"me")
+        await _until(lambda expected=expected: expected in caplog.text)
+        assert not chan.connected
+        chan.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_ping_is_answered_with_pong() -> None:
+    # A scripted ZMTP 3.1 peer (libzmq sends PING only when heartbeats are configured).
+    pong = asyncio.get_running_loop().create_future()
+    ours: list[bytes] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ready = zmtp.encode_command(b"READY", zmtp.encode_properties({b"Socket-Type": b"ROUTER"}))
+        await _greet(reader, writer, ready + zmtp.encode_command(b"PING", b"\x00\x0actx"))
+        flags, size = await reader.readexactly(2)
+        assert flags & 0x04  # the client's READY (a command)
+        ours.append(await reader.readexactly(size))
+        flags, size = await reader.readexactly(2)
+        pong.set_result(await reader.readexactly(size))
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None)
+    assert await asyncio.wait_for(pong, 10) == b"\x04PONGctx"
+    # READY names our socket type, and carries an Identity even when it is empty, as libzmq's
+    # does (the JeroMQ in Apache Toree never answers a DEALER whose READY has none).
+    assert ours == [b"\x05READY\x0bSocket-Type\x00\x00\x00\x06DEALER\x08Identity\x00\x00\x00\x00"]
+    chan.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_ready_without_the_command_flag_is_accepted() -> None:
+    # libzmq 4.0 and the JeroMQ in Apache Toree send READY as an ordinary frame.
+    got: list[list[bytes]] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = b"\x05READY" + zmtp.encode_properties({b"Socket-Type": b"ROUTER"})
+        await _greet(reader, writer, bytes((0, len(body))) + body + zmtp.encode_message([b"a", b"b"]))
+        await reader.read()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", got.append, identity=b"me")
+    await _until(lambda: got == [[b"a", b"b"]])
+    assert chan.connected
+    chan.close()
+    server.close()
+    await server.wait_closed()

@@ -1,0 +1,423 @@
+"""The relay's connections to a kernel: ZMTP 3.0 spoken directly on the asyncio loop.
+
+A Jupyter kernel listens with ZMQ ROUTER (shell, control, stdin) and PUB (iopub)
+sockets. The gateway used to connect to them with libzmq, which moves every message
+through a background I/O thread: one more thread wake-up in each direction, and around
+seventy system calls per execute round trip between the two threads (mailbox eventfds,
+``poll`` on every ``ZMQ_EVENTS`` check, fork checks). :class:`ZmtpChannel` is the client
+side of one such connection written as an asyncio protocol instead. The loop reads the
+kernel's TCP socket itself, so a round trip is a few ``recv``/``send`` calls on the loop,
+and a burst of output is parsed from one read of up to 256 KiB.
+
+What is spoken (https://rfc.zeromq.org/spec/23/, ZMTP 3.0): the 64-byte greeting with
+the NULL security mechanism (the only one Jupyter uses; messages are signed with the
+kernel's key above this layer), READY with our socket type and routing identity, then
+framed multipart messages (READY is accepted without the command flag too, as libzmq 4.0
+and the JeroMQ in Apache Toree send it). A SUB channel subscribes to everything with a subscription
+message, as ZMTP 3.0 defines it. PING is answered with PONG; other commands are ignored.
+A peer that speaks anything else (another mechanism, a socket type that does not match)
+is refused with a warning.
+
+Like a connecting libzmq socket, a channel connects in the background, reconnects when
+the connection drops, and keeps what is sent meanwhile in a bounded queue
+(:data:`MAX_QUEUED`); past that bound the kernel counts as not taking messages
+(:class:`KernelNotTaking`). Sends never block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .batch import batch
+
+log = logging.getLogger(__name__)
+
+#: Messages waiting for a kernel that takes none (while unconnected or its socket is full).
+MAX_QUEUED = 10_000
+#: Seconds between connection attempts (libzmq's default), then the slower interval after
+#: :data:`RECONNECT_FAST_TRIES` failures in a row.
+RECONNECT_INTERVAL = 0.1
+RECONNECT_SLOW_INTERVAL = 1.0
+RECONNECT_FAST_TRIES = 50
+
+_MORE = 0x01
+_LONG = 0x02
+_COMMAND = 0x04
+_SIGNATURE = b"\xff" + bytes(8) + b"\x7f"
+_VERSION_END = 11  # signature and major version
+#: signature, version 3.0, mechanism NULL, as-server 0, filler.
+GREETING = _SIGNATURE + bytes((3, 0)) + b"NULL".ljust(20, b"\0") + b"\0" + bytes(31)
+#: Socket types each of ours may talk to.
+_PEERS = {"DEALER": (b"ROUTER", b"DEALER", b"REP"), "SUB": (b"PUB", b"XPUB")}
+
+
+class KernelNotTaking(Exception):
+    """The kernel has stopped taking messages: the send queue is full."""
+
+
+class ChannelClosed(Exception):
+    """A send on a channel that was closed."""
+
+
+class ProtocolError(Exception):
+    """The peer does not speak ZMTP 3 with the NULL mechanism as we expect."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a kernel channel listens: TCP host and port, or an IPC socket path."""
+
+    transport: str
+    host: str
+    port: int = 0
+
+    def __str__(self) -> str:
+        if self.transport == "ipc":
+            return f"ipc://{self.host}"
+        return f"tcp://{self.host}:{self.port}"
+
+
+def _frame_header(flags: int, size: int) -> bytes:
+    if size < 256:
+        return bytes((flags, size))
+    return bytes((flags | _LONG,)) + size.to_bytes(8, "big")
+
+
+def encode_message(frames: list[bytes]) -> bytes:
+    """One multipart message as ZMTP frames."""
+    parts: list[bytes] = []
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        parts.append(_frame_header(_MORE if i < last else 0, len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def encode_command(name: bytes, body: bytes = b"") -> bytes:
+    data = bytes((len(name),)) + name + body
+    return _frame_header(_COMMAND, len(data)) + data
+
+
+def encode_properties(props: dict[bytes, bytes]) -> bytes:
+    return b"".join(bytes((len(k),)) + k + len(v).to_bytes(4, "big") + v for k, v in props.items())
+
+
+def decode_properties(data: bytes) -> dict[bytes, bytes]:
+    props: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        n = data[pos]
+        name = data[pos + 1:pos + 1 + n]
+        pos += 1 + n
+        if pos + 4 > len(data):
+            raise ProtocolError("truncated property in READY")
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        pos += 4
+        if pos + size > len(data):
+            raise ProtocolError("truncated property in READY")
+        props[name.lower()] = data[pos:pos + size]
+        pos += size
+    return props
+
+
+class ZmtpChannel(asyncio.Protocol):
+    """A DEALER or SUB connection to one kernel channel; see the module docstring.
+
+    ``on_message`` receives every multipart message (a list of frames) in order, inside
+    a :func:`~.batch.batch` per read.
+    """
+
+    def __init__(self, endpoint: Endpoint, socket_type: str, on_message: Callable[[list[bytes]], None],
+                 identity: bytes = b"", label: str = "") -> None:
+        if socket_type not in _PEERS:
+            raise ValueError(f"unsupported socket type {socket_type}")
+        self.endpoint = endpoint
+        self.socket_type = socket_type
+        self.on_message = on_message
+        self.identity = identity
+        self.label = label or str(endpoint)
+        self._loop = asyncio.get_running_loop()
+        self._transport: Optional[asyncio.Transport] = None
+        self._ready = False  # handshake done: messages may flow
+        self._greeted = False  # the peer's greeting has been read
+        self._sent_greeting = 0  # 0: our signature sent, 1: and the major version, 2: all of it
+        self._can_write = True
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._pending: list[bytes] = []  # received bytes that do not yet make a whole frame
+        self._pending_len = 0
+        self._need = 0
+        self._frames: list[bytes] = []  # frames of a message not yet complete
+        self._retry_timer: Optional[asyncio.TimerHandle] = None
+        self._pace_timer: Optional[asyncio.TimerHandle] = None
+        self._failures = 0
+        self._warned = False
+        self._connecting: Optional[asyncio.Task[None]] = None
+        #: Seconds to stop reading after each read (0: read as soon as data arrives). Set
+        #: while a kernel floods output, so a burst is relayed in batches of many messages.
+        self.pace = 0.0
+        self.closed = False
+        self._connect()
+
+    # -- connection ---------------------------------------------------------------------
+    def _connect(self) -> None:
+        self._retry_timer = None
+        if not self.closed:
+            self._connecting = self._loop.create_task(self._open())
+
+    async def _open(self) -> None:
+        ep = self.endpoint
+        try:
+            if ep.transport == "ipc":
+                await self._loop.create_unix_connection(lambda: self, ep.host)
+            else:
+                await self._loop.create_connection(lambda: self, ep.host, ep.port)
+        except OSError as exc:
+            self._failures += 1
+            log.debug("%s: cannot connect to %s yet: %s", self.label, ep, exc)
+            self._retry()
+        finally:
+            self._connecting = None
+
+    def _retry(self) -> None:
+        if self.closed or self._retry_timer is not None:
+            return
+        delay = RECONNECT_SLOW_INTERVAL if self._failures > RECONNECT_FAST_TRIES else RECONNECT_INTERVAL
+        self._retry_timer = self._loop.call_later(delay, self._connect)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self.closed:
+            transport.abort()
+            return
+        self._transport = transport
+        self._greeted = self._ready = False
+        self._sent_greeting = 0
+        self._can_write = True
+        self._pending, self._pending_len, self._need, self._frames = [], 0, 0, []
+        # The greeting goes out in steps, as libzmq sends it: the signature first, the major
+        # version once the peer's signature is here, the rest once its major version is,
+        # READY once its whole greeting has arrived.
+        # (The JeroMQ in Apache Toree sends garbage to a peer that sends everything at once.)
+        # The signature's padding carries the routing id's length + 1, as libzmq's does.
+        transport.write(b"\xff" + (len(self.identity) + 1).to_bytes(8, "big") + b"\x7f")
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._transport = None
+        was_ready, self._ready = self._ready, False
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
+        if self.closed:
+            return
+        self._failures += 1
+        if not was_ready and not self._warned:
+            # libzmq closes a connection whose greeting or socket type it does not accept.
+            self._refuse("it closed the connection during the handshake", slow=False)
+        else:
+            log.debug("%s: connection to %s lost: %s", self.label, self.endpoint, exc or "closed by the kernel")
+        self._retry()
+
+    def _refuse(self, why: str, slow: bool = True) -> None:
+        """Drop a connection to a peer we cannot talk to (``slow``: try again only slowly)."""
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        log.log(level, "%s: the %s socket at %s does not speak ZMTP 3 as a Jupyter kernel does: %s",
+                self.label, self.socket_type.lower(), self.endpoint, why)
+        self._ready = False
+        if slow:
+            self._failures = max(self._failures, RECONNECT_FAST_TRIES)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _on_ready(self, props: dict[bytes, bytes]) -> None:
+        peer = props.get(b"socket-type", b"")
+        if peer not in _PEERS[self.socket_type]:
+            raise ProtocolError(f"its socket type is {peer.decode(errors='replace') or 'missing'}")
+        self._ready = True
+        self._failures = 0
+        assert self._transport is not None
+        if self.socket_type == "SUB":
+            self._transport.write(encode_message([b"\x01"]))  # subscribe to every topic
+        self._flush_queue()
+
+    # -- receiving ----------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._pending:
+            self._pending.append(data)
+            self._pending_len += len(data)
+            if self._pending_len < self._need:
+                return
+            data = b"".join(self._pending)
+            self._pending, self._pending_len = [], 0
+        try:
+            if not self._greeted:
+                data = self._greeting(data)
+                if not self._greeted:
+                    return
+            with batch():
+                self._parse(data)
+        except ProtocolError as exc:
+            self._refuse(str(exc))
+            return
+        if self.pace and self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+            self._pace_timer = self._loop.call_later(self.pace, self._resume)
+
+    def _resume(self) -> None:
+        self._pace_timer = None
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def _keep(self, data: bytes, need: int) -> None:
+        self._pending = [data]
+        self._pending_len = len(data)
+        self._need = need
+
+    def _greeting(self, data: bytes) -> bytes:
+        """Take the peer's greeting from ``data`` as far as it goes; return what follows it."""
+        assert self._transport is not None
+        if data[0] != 0xFF or (len(data) >= 10 and not data[9] & 1):
+            raise ProtocolError("no ZMTP greeting")
+        if len(data) < 10:
+            self._keep(data, 10)
+            return b""
+        if self._sent_greeting == 0:  # its signature is here: our major version
+            self._transport.write(GREETING[10:_VERSION_END])
+            self._sent_greeting = 1
+        if len(data) < _VERSION_END:
+            self._keep(data, _VERSION_END)
+            return b""
+        if data[10] < 3:
+            raise ProtocolError(f"it speaks ZMTP version {data[10]}, older than 3.0")
+        if self._sent_greeting == 1:  # its major version is here: the rest of ours
+            self._transport.write(GREETING[_VERSION_END:])
+            self._sent_greeting = 2
+        if len(data) < len(GREETING):
+            self._keep(data, len(GREETING))
+            return b""
+        mechanism = data[12:32].rstrip(b"\0")
+        if mechanism != b"NULL":
+            raise ProtocolError(f"it asks for the {mechanism.decode(errors='replace')} security mechanism")
+        self._greeted = True
+        props = {b"Socket-Type": self.socket_type.encode()}
+        if self.socket_type == "DEALER":
+            # Always, empty or not, as libzmq sends it: the JeroMQ in Apache Toree routes no
+            # replies to a peer whose READY has no Identity.
+            props[b"Identity"] = self.identity
+        self._transport.write(encode_command(b"READY", encode_properties(props)))
+        return data[len(GREETING):]
+
+    def _parse(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        frames = self._frames
+        on_message = self.on_message
+        while True:
+            left = end - pos
+            if left < 2:
+                need = 2
+                break
+            flags = data[pos]
+            if flags & _LONG:
+                if left < 9:
+                    need = 9
+                    break
+                start = pos + 9
+                stop = start + int.from_bytes(data[pos + 1:start], "big")
+            else:
+                start = pos + 2
+                stop = start + data[pos + 1]
+            if stop > end:
+                need = stop - pos
+                break
+            body = data[start:stop]
+            pos = stop
+            if flags & _COMMAND or not self._ready:
+                # Before READY, every frame is a handshake command: some ZMTP 3.0 peers (libzmq
+                # 4.0, the JeroMQ in Apache Toree) send READY without the command flag.
+                self._command(body)
+            elif flags & _MORE:
+                frames.append(body)
+            else:
+                frames.append(body)
+                self._frames = []
+                on_message(frames)
+                frames = self._frames
+                if self.closed or self._transport is None:  # the callback closed us
+                    return
+        self._frames = frames
+        if pos < end:
+            self._keep(data[pos:], need)
+
+    def _command(self, body: bytes) -> None:
+        name = body[1:1 + body[0]] if body else b""
+        rest = body[1 + len(name):]
+        if not self._ready and name not in (b"READY", b"ERROR"):
+            raise ProtocolError(f"it sent {body[:24]!r} where READY belongs")
+        if name == b"READY":
+            if self._ready:
+                raise ProtocolError("a second READY")
+            self._on_ready(decode_properties(rest))
+        elif name == b"ERROR":
+            reason = rest[1:1 + rest[0]].decode(errors="replace") if rest else ""
+            raise ProtocolError(f"it sent ERROR: {reason}")
+        elif name == b"PING" and self._transport is not None:
+            # PONG echoes the ping's context (after its 2-byte TTL).
+            self._transport.write(encode_command(b"PONG", rest[2:]))
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, frames: list[bytes]) -> None:
+        """Send one multipart message without blocking.
+
+        Raises :class:`KernelNotTaking` when :data:`MAX_QUEUED` messages already wait for
+        the kernel, and :class:`ChannelClosed` after :meth:`close`.
+        """
+        if self.closed:
+            raise ChannelClosed(f"{self.label}: the connection to the kernel is closed")
+        data = encode_message(frames)
+        if self._ready and self._can_write and not self._queue:
+            assert self._transport is not None
+            self._transport.write(data)
+        elif len(self._queue) >= MAX_QUEUED:
+            raise KernelNotTaking("the kernel is not taking messages")
+        else:
+            self._queue.append(data)
+
+    def pause_writing(self) -> None:
+        self._can_write = False
+
+    def resume_writing(self) -> None:
+        self._can_write = True
+        self._flush_queue()
+
+    def _flush_queue(self) -> None:
+        queue, transport = self._queue, self._transport
+        while queue and self._can_write and self._ready and transport is not None:
+            transport.write(queue.popleft())  # may call pause_writing
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the handshake with the kernel is done."""
+        return self._ready
+
+    # -- closing ------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.clear()
+        for timer in (self._retry_timer, self._pace_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retry_timer = self._pace_timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._transport is not None:
+            self._transport.abort()  # like ZMQ_LINGER 0: nothing unsent is kept
