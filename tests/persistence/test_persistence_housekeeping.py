@@ -82,5 +82,11 @@ async def test_idle_kernel_is_culled_and_its_application_ends(make_gateway: Any,
             break
         await asyncio.sleep(0.5)
     assert await _state(cluster, app_id) in ("FINISHED", "KILLED")
+    # The record is forgotten once the shutdown has finished, which may be just after YARN
+    # reports the application ended.
+    for _ in range(60):
+        if await gw.registry.sessions.find(idle_kid) is None:
+            break
+        await asyncio.sleep(0.5)
     assert await gw.registry.sessions.find(idle_kid) is None
     ws.close()
