@@ -22,6 +22,7 @@ from typing import Any, Optional, TypeVar
 import psutil
 from bench_common import KernelHandle, Target, TargetSkipped, burst_code, stream_code, stream_expected
 from bench_gateways import GatewayTarget
+from bench_same_kernel import SameKernelFloor
 
 T = TypeVar("T")
 
@@ -139,6 +140,10 @@ class Subject:
     burst_msgs: int = 0
     #: Gateway CPU seconds spent per phase (insensitive to other load on the machine).
     cpu: dict[str, float] = field(default_factory=dict)
+    #: A direct client on this gateway's own kernel, and its burst rates (bench_same_kernel).
+    floor: Optional[SameKernelFloor] = None
+    floor_rates: list[float] = field(default_factory=list)
+    floor_missing: int = 0
 
     def charge(self, phase: str, seconds: float) -> None:
         self.cpu[phase] = self.cpu.get(phase, 0.0) + seconds
@@ -148,6 +153,9 @@ class Subject:
         return self.out.get("status", "ok") == "ok"
 
     async def close(self) -> None:
+        if self.floor is not None:
+            self.floor.close()
+            self.floor = None
         if self.kernel is not None:
             await self.kernel.shutdown()
             self.kernel = None
@@ -214,6 +222,13 @@ async def prepare(s: Subject, plan: Plan) -> None:
         await timed(s.kernel.run_cell("pass"), 30, "warm-up execute")
     await run_collect(s.kernel, stream_code(16, plan.stream_chunk), plan.cell_timeout)
     await run_collect(s.kernel, burst_code(1000), plan.cell_timeout)
+    if isinstance(target, GatewayTarget):
+        s.floor = SameKernelFloor.attach(target, s.kernel)
+        if s.floor is None:
+            log(f"{target.label}: no same-kernel floor (its kernel process was not found)")
+        else:
+            async with s.floor as direct:
+                await settle_ready(direct)
 
 
 async def rtt_round(s: Subject, n: int) -> None:
@@ -251,6 +266,11 @@ async def burst_round(s: Subject, plan: Plan) -> None:
     s.burst_msgs = n_stream
     s.msg_rates.append(n_stream / secs)
     s.line_rates.append(plan.burst_lines / secs)
+    if s.floor is not None:  # the same burst on the same kernel, read directly
+        async with s.floor as direct:
+            text, secs, n_stream = await run_collect(direct, burst_code(plan.burst_lines), plan.cell_timeout)
+        s.floor_missing = max(s.floor_missing, sum(burst_damage(text, plan.burst_lines)))
+        s.floor_rates.append(n_stream / secs)
 
 
 def summarize(s: Subject, plan: Plan) -> None:
@@ -270,6 +290,11 @@ def summarize(s: Subject, plan: Plan) -> None:
     out["burst_lines_s"] = statistics.median(s.line_rates)
     out["burst_missing"] = s.burst_missing
     out["burst_out_of_order"] = s.burst_disorder
+    if s.floor_rates:
+        out["floor_burst_msgs_s"] = statistics.median(s.floor_rates)
+        out["floor_burst_runs_msgs_s"] = [round(r) for r in s.floor_rates]
+        out["floor_burst_missing"] = s.floor_missing
+        out["same_kernel_ratio"] = out["burst_msgs_s"] / out["floor_burst_msgs_s"]
     if s.target.server_pid() is not None:
         out["cpu_us_per_rtt"] = s.cpu.get("rtt", 0.0) / len(s.rtt) * 1e6
         out["cpu_ms_per_mb"] = s.cpu.get("stream", 0.0) * 1e3 / (out["stream_mb"] * len(s.stream_rates))

@@ -26,6 +26,8 @@ ROWS = [
     Row("burst_msgs_s", "small-message rate (msg/s)", ratio=True),
     Row("burst_missing", "small messages lost"),
     Row("burst_out_of_order", "small messages out of order"),
+    Row("floor_burst_msgs_s", "small-message rate, same kernel read directly (msg/s)"),
+    Row("same_kernel_ratio", "small-message rate / same kernel read directly"),
     Row("rss0_mb", "gateway RSS, 0 kernels (MB)"),
     Row("rss_n_mb", "gateway RSS, N idle kernels (MB)"),
     Row("rss_per_kernel_mb", "gateway RSS per idle kernel (MB)"),
@@ -69,6 +71,14 @@ def _rss_judge(t: dict[str, Any], _floor: dict[str, Any]) -> tuple[bool, str]:
     return v <= 0.3, f"{v:.2f} MB"
 
 
+def _same_kernel_judge(t: dict[str, Any], _floor: dict[str, Any]) -> tuple[bool, str]:
+    r = t.get("same_kernel_ratio")
+    if r is None:
+        return False, "n/a"
+    ok = r >= 0.95 and t.get("burst_missing") == 0 and t.get("burst_out_of_order") == 0
+    return ok, f"{r:.2f}x"
+
+
 CHECKS = [
     Check("round trip p50 <= 1.1x direct", _ratio_check("rtt_p50_ms", 1.1, at_most=True)),
     Check("throughput >= 0.9x direct, complete",
@@ -76,6 +86,7 @@ CHECKS = [
     Check("msg rate >= 0.95x direct, none lost",
           _ratio_check("burst_msgs_s", 0.95, at_most=False,
                        extra=lambda t: t.get("burst_missing") == 0 and t.get("burst_out_of_order") == 0)),
+    Check("msg rate >= 0.95x direct on the same kernel, none lost", _same_kernel_judge),
     Check("RSS per idle kernel <= 0.3 MB", _rss_judge),
 ]
 

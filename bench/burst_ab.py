@@ -8,7 +8,8 @@ yarn-gateway kernel, in one process, the order swapping each round; it also repo
 time and context switches per message of every process involved.
 
     .venv/bin/python bench/burst_ab.py [--rounds 6] [--output-batch-interval 0.002]
-        [--direct-env-like-gateway]
+        [--direct-env-like-gateway] [--direct-batch-interval S] [--pin-kernels CPU]
+        [--same-kernel] [--gateway-kernel-first]
 
 ``--direct-env-like-gateway`` starts the direct kernel with the environment and log-file
 stdout a gateway kernel gets, to rule those out. Not part of ``make bench`` (no targets).
@@ -23,14 +24,17 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import psutil
+import zmq
 from bench_common import KernelHandle, write_kernelspec
-from bench_direct import DirectTarget
+from bench_direct import DirectKernel, DirectTarget, parse_frames
 from bench_gateways import YarnGatewayTarget
 from bench_measure import settle_ready
+from jupyter_client.asynchronous import AsyncKernelClient
 
 CODE = (
     "import time as _tm\n_t0 = _tm.perf_counter()\n"
@@ -40,9 +44,12 @@ CODE = (
 
 
 class Side:
-    def __init__(self, name: str, kernel: KernelHandle, procs: dict[str, psutil.Process]) -> None:
+    def __init__(self, name: str, kernel: KernelHandle, procs: dict[str, psutil.Process],
+                 away: Optional[KernelHandle] = None) -> None:
         self.name, self.kernel, self.procs = name, kernel, procs
         self.rows: list[dict[str, float]] = []
+        #: A websocket client of the same kernel, closed while this side runs (--same-kernel).
+        self.away = away
 
     def snap(self) -> dict[str, tuple[float, int, int]]:
         out = {}
@@ -52,6 +59,16 @@ class Side:
         return out
 
     async def burst(self) -> None:
+        if self.away is not None:
+            await self.away.disconnect()
+            self.away.session = uuid.uuid4().hex  # type: ignore[attr-defined]  # no replay later
+        try:
+            await self._burst()
+        finally:
+            if self.away is not None:
+                await self.away.connect()
+
+    async def _burst(self) -> None:
         b0 = self.snap()
         t0 = time.perf_counter()
         result = await self.kernel.run_cell(CODE, lambda s: None)
@@ -96,6 +113,30 @@ def like_gateway(log_path: Path) -> None:
     AsyncKernelManager.start_kernel = start_kernel  # type: ignore[method-assign]
 
 
+class PacedDirect(DirectKernel):
+    """The direct floor reading iopub as the gateway does during a flood: whatever is waiting,
+    at most every ``interval`` seconds, instead of waking for each message."""
+
+    def __init__(self, km: Any, interval: float) -> None:
+        super().__init__(km)
+        self.interval = interval
+        self._waiting: list[Any] = []
+
+    async def _next(self, channel: str) -> Any:
+        if channel != "iopub":
+            return await super()._next(channel)
+        sock = self.kc.iopub_channel.socket
+        while not self._waiting:
+            try:
+                while True:
+                    self._waiting.append(parse_frames(await sock.recv_multipart(zmq.NOBLOCK)))
+            except zmq.Again:
+                pass
+            if not self._waiting:
+                await asyncio.sleep(self.interval)
+        return self._waiting.pop(0)
+
+
 def pin(proc: psutil.Process, cpu: int) -> None:
     """Pin every thread of a process to one CPU (sched_setaffinity is per thread)."""
     for thread in proc.threads():
@@ -114,20 +155,40 @@ async def main(args: argparse.Namespace) -> None:
     await gateway.setup()
     assert gateway.process is not None
     try:
-        kd = await direct.create_kernel()
-        await kd.connect()
-        await settle_ready(kd)
-        kg = await gateway.create_kernel()
-        await kg.connect()
-        await settle_ready(kg)
+        async def start(target: Any) -> KernelHandle:
+            kernel = await target.create_kernel()
+            if target is direct and args.direct_batch_interval:
+                kernel = PacedDirect(kernel.km, args.direct_batch_interval)
+            await kernel.connect()
+            await settle_ready(kernel)
+            return kernel
+
+        if args.same_kernel:
+            kg = await start(gateway)
+            gw_kernel = psutil.Process(gateway.process.pid).children()[0]
+            argv = gw_kernel.cmdline()
+            kc = AsyncKernelClient()
+            kc.load_connection_file(argv[argv.index("-f") + 1])
+            kc.context.setsockopt(zmq.RCVHWM, 0)
+            kc.start_channels()
+            kd = DirectKernel(None)  # type: ignore[arg-type]  # a client only: the gateway owns the kernel
+            kd.kc = kc
+            await settle_ready(kd)
+        elif args.gateway_kernel_first:
+            kg = await start(gateway)
+            kd = await start(direct)
+        else:
+            kd = await start(direct)
+            kg = await start(gateway)
         me = psutil.Process()
-        direct_kernel = next(p for p in me.children() if "ipykernel" in " ".join(p.cmdline()))
         gw = psutil.Process(gateway.process.pid)
+        direct_kernel = (gw.children()[0] if args.same_kernel else
+                         next(p for p in me.children() if "ipykernel" in " ".join(p.cmdline())))
         if args.pin_kernels is not None:
-            for proc in (direct_kernel, gw.children()[0]):
+            for proc in {direct_kernel, gw.children()[0]}:
                 pin(proc, args.pin_kernels)
         sides = [
-            Side("direct", kd, {"kernel": direct_kernel, "client": me}),
+            Side("direct", kd, {"kernel": direct_kernel, "client": me}, away=kg if args.same_kernel else None),
             Side("yarn-gateway", kg, {"kernel": gw.children()[0], "gateway": gw, "client": me}),
         ]
         for i in range(args.rounds):
@@ -138,6 +199,8 @@ async def main(args: argparse.Namespace) -> None:
             medians = {k: statistics.median(r[k] for r in side.rows) for k in keys}
             print(f"{side.name:13s} " + "  ".join(f"{k} {v:,.1f}" for k, v in medians.items()))
     finally:
+        if args.same_kernel:
+            kd.kc.stop_channels()
         await direct.teardown()
         await gateway.teardown()
 
@@ -147,6 +210,13 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--output-batch-interval", type=float, default=0.002)
     p.add_argument("--direct-env-like-gateway", action="store_true")
+    p.add_argument("--direct-batch-interval", type=float, default=0.0, metavar="S",
+                   help="the direct client reads iopub at most every S seconds, as the gateway paces a flood")
+    p.add_argument("--same-kernel", action="store_true",
+                   help="the direct side is a jupyter_client connected to the gateway's own kernel "
+                   "(its websocket closed meanwhile): the relay's effect without kernel-to-kernel differences")
+    p.add_argument("--gateway-kernel-first", action="store_true",
+                   help="start the gateway's kernel before the direct one")
     p.add_argument("--pin-kernels", type=int, metavar="CPU",
                    help="pin both kernels' threads to this CPU (tests the idle-vCPU wake-up cost)")
     asyncio.run(main(p.parse_args()))
