@@ -141,6 +141,8 @@ async def test_r_kernel_restart_gives_new_application(make_gateway: Any, cluster
     ws2 = await bob.connect(kid)
     assert (await ws2.execute('exists("y")')).text.strip() == "[1] FALSE"
     assert (await ws2.execute("1+1")).text.strip() == "[1] 2"
+    # As above: a clean FINISHED needs a driver whose SparkContext is up before it is stopped.
+    await _wait_app_state(cluster, second_app, {"RUNNING"}, timeout=120)
     assert (await bob.request("DELETE", f"api/kernels/{kid}")).code == 204
     final = await _wait_app_state(cluster, second_app, {"FINISHED", "FAILED", "KILLED"})
     assert final["state"] == "FINISHED"
