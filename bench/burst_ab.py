@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +33,7 @@ from bench_common import KernelHandle, write_kernelspec
 from bench_direct import DirectKernel, DirectTarget, parse_frames
 from bench_gateways import YarnGatewayTarget
 from bench_measure import settle_ready
-from jupyter_client.asynchronous import AsyncKernelClient
+from bench_same_kernel import SameKernelFloor
 
 CODE = (
     "import time as _tm\n_t0 = _tm.perf_counter()\n"
@@ -45,11 +44,12 @@ CODE = (
 
 class Side:
     def __init__(self, name: str, kernel: KernelHandle, procs: dict[str, psutil.Process],
-                 away: Optional[KernelHandle] = None) -> None:
+                 floor: Optional[SameKernelFloor] = None) -> None:
         self.name, self.kernel, self.procs = name, kernel, procs
         self.rows: list[dict[str, float]] = []
-        #: A websocket client of the same kernel, closed while this side runs (--same-kernel).
-        self.away = away
+        #: --same-kernel: this side is a direct client of the gateway's kernel, whose
+        #: websocket is closed while this side runs.
+        self.floor = floor
 
     def snap(self) -> dict[str, tuple[float, int, int]]:
         out = {}
@@ -59,14 +59,11 @@ class Side:
         return out
 
     async def burst(self) -> None:
-        if self.away is not None:
-            await self.away.disconnect()
-            self.away.session = uuid.uuid4().hex  # type: ignore[attr-defined]  # no replay later
-        try:
+        if self.floor is None:
             await self._burst()
-        finally:
-            if self.away is not None:
-                await self.away.connect()
+            return
+        async with self.floor:
+            await self._burst()
 
     async def _burst(self) -> None:
         b0 = self.snap()
@@ -154,6 +151,7 @@ async def main(args: argparse.Namespace) -> None:
     await direct.setup()
     await gateway.setup()
     assert gateway.process is not None
+    floor: Optional[SameKernelFloor] = None
     try:
         async def start(target: Any) -> KernelHandle:
             kernel = await target.create_kernel()
@@ -165,15 +163,12 @@ async def main(args: argparse.Namespace) -> None:
 
         if args.same_kernel:
             kg = await start(gateway)
-            gw_kernel = psutil.Process(gateway.process.pid).children()[0]
-            argv = gw_kernel.cmdline()
-            kc = AsyncKernelClient()
-            kc.load_connection_file(argv[argv.index("-f") + 1])
-            kc.context.setsockopt(zmq.RCVHWM, 0)
-            kc.start_channels()
-            kd = DirectKernel(None)  # type: ignore[arg-type]  # a client only: the gateway owns the kernel
-            kd.kc = kc
-            await settle_ready(kd)
+            floor = SameKernelFloor.attach(gateway, kg)
+            if floor is None:
+                raise SystemExit("--same-kernel: the gateway's kernel process was not found")
+            kd = floor.direct
+            async with floor:
+                await settle_ready(kd)
         elif args.gateway_kernel_first:
             kg = await start(gateway)
             kd = await start(direct)
@@ -188,7 +183,7 @@ async def main(args: argparse.Namespace) -> None:
             for proc in {direct_kernel, gw.children()[0]}:
                 pin(proc, args.pin_kernels)
         sides = [
-            Side("direct", kd, {"kernel": direct_kernel, "client": me}, away=kg if args.same_kernel else None),
+            Side("direct", kd, {"kernel": direct_kernel, "client": me}, floor=floor),
             Side("yarn-gateway", kg, {"kernel": gw.children()[0], "gateway": gw, "client": me}),
         ]
         for i in range(args.rounds):
@@ -199,8 +194,8 @@ async def main(args: argparse.Namespace) -> None:
             medians = {k: statistics.median(r[k] for r in side.rows) for k in keys}
             print(f"{side.name:13s} " + "  ".join(f"{k} {v:,.1f}" for k, v in medians.items()))
     finally:
-        if args.same_kernel:
-            kd.kc.stop_channels()
+        if floor is not None:
+            floor.close()
         await direct.teardown()
         await gateway.teardown()
 

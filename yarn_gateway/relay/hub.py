@@ -8,8 +8,9 @@ their request sockets, so replies reach only the client that asked.
 Readiness: :meth:`KernelHub.connect` returns only once the kernel has answered a
 ``kernel_info_request`` *and* an iopub message has arrived on the gateway's
 subscription, so nothing the kernel publishes after that can be lost to ZMQ's
-"slow joiner" effect. The iopub socket has no receive high-water mark: ZMQ never drops
-on our side, however busy the event loop is (bounds are applied per client instead).
+"slow joiner" effect. The gateway's side of iopub has no high-water mark and drops
+nothing (bounds are applied per client instead); while the event loop is busy, the
+kernel's output waits in its socket buffers and its own ZMQ send queue.
 
 The connections to the kernel are :class:`~.zmtp.ZmtpChannel` objects: ZMTP spoken on the
 event loop itself, without libzmq's I/O thread (this is the relay's hot path).
