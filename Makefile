@@ -5,25 +5,26 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 PIP         := $(VENV)/bin/pip
-# The "cluster" side (what runs inside minicluster containers, possibly as other Unix
+# The "cluster" side (what runs inside the dev cluster's YARN containers, possibly as other Unix
 # users) needs an interpreter every account can execute: Debian's, in a world-readable place.
 CLUSTER_PYTHON ?= /usr/bin/python3
 CLUSTER_ENV    ?= /opt/yarn-gateway-dev/cluster-venv
 PYSPARK_VERSION ?= 3.5.9
 STATE_DIR   ?= .state
 APT_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev zookeeper \
-                r-base-core r-cran-irkernel rpm
+                r-base-core r-cran-irkernel rpm maven openjdk-17-jdk-headless
 PYTEST_ARGS ?=
 
-.PHONY: help deps apt venv cluster-env run test test-fast lint bench clean
+.PHONY: help deps apt venv cluster-env devcluster-jars run stop-cluster test test-fast lint bench clean
 
 help:
-	@echo "make run    - install what is needed and start the gateway (prints how to connect)"
+	@echo "make run    - install what is needed, start a single-host YARN and the gateway (prints how to connect)"
+	@echo "make stop-cluster - stop the YARN cluster make run started (and every kernel in it)"
 	@echo "make test   - install everything the tests need and run the whole suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (see bench/README.md)"
 
-deps: apt venv cluster-env cluster-toree
+deps: apt venv cluster-env cluster-toree devcluster-jars
 
 # apt: only when something is missing (CI runs as root on a fresh machine).
 apt:
@@ -51,8 +52,13 @@ $(CLUSTER_ENV)/.stamp: Makefile
 
 cluster-env: $(CLUSTER_ENV)/.stamp
 
+# Apache Hadoop's ResourceManager/NodeManager jars from Maven Central (cached in ~/.m2; the
+# classpath in ~/.cache/yarn-gateway-devcluster). Nothing is resolved again once cached.
+devcluster-jars: venv
+	$(PY) -c "from devcluster.maven import daemon_classpath; print(len(daemon_classpath()), 'Hadoop jars resolved')"
+
 lint: venv
-	$(VENV)/bin/ruff check yarn_gateway launchers/python tests bench
+	$(VENV)/bin/ruff check yarn_gateway devcluster launchers/python tests bench
 	$(VENV)/bin/mypy
 
 # pytest's exit code 5 ("no tests collected") must never pass for success.
@@ -63,13 +69,17 @@ test: deps lint scala-launcher
 test-fast: venv
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
 
-run: deps
-	$(PY) -m yarn_gateway.devrun --state-dir $(STATE_DIR)
+run: deps scala-launcher
+	YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) $(PY) -m devcluster.run --state-dir $(STATE_DIR)
+
+stop-cluster: venv
+	$(PY) -m devcluster stop --base-dir $(STATE_DIR)/yarn
 
 bench: deps
 	$(PY) bench/run_all.py
 
 clean:
+	if [ -x $(PY) ]; then $(PY) -m devcluster stop --base-dir $(STATE_DIR)/yarn; fi
 	rm -rf build dist *.egg-info $(STATE_DIR)
 
 # Component makefiles (launcher jar, packaging, ...).

@@ -45,7 +45,6 @@ setup(
     entry_points={
         "console_scripts": [
             "yarn-gateway=yarn_gateway.app:main",
-            "yarn-gateway-minicluster=yarn_gateway.minicluster.cli:main",
         ],
         "jupyter_client.kernel_provisioners": [
             "yarn-provisioner=yarn_gateway.provisioners.yarn:YarnProvisioner",

@@ -1,18 +1,20 @@
 """Restart recovery benchmark (issue 7, acceptance 6).
 
-This gateway runs as a daemon process on the minicluster with a directory session
-store; N YARN Python kernels (default 20) are started through it and each is given
-``x = <i>``. Then, once per mode, the gateway is stopped (``SIGTERM``: a clean stop that
-leaves the kernels running; ``kill -9``: a crash) and started again. The clock starts
-at the restart command; from that instant a client per kernel retries (every 0.1 s)
-to open the kernel's websocket and execute ``x``; a kernel is *usable again* when that
-execute answers ``ok`` with its own value. Reported per mode: time until the REST API
+This gateway runs as a daemon process on a real single-host YARN (devcluster, started by
+the benchmark in its own directory on ``--port-base``, stopped by PID at the end) with a
+directory session store; N YARN Python kernels (default 20) are started through it and
+each is given ``x = <i>``. Then, once per mode, the gateway is stopped (``SIGTERM``: a
+clean stop that leaves the kernels running; ``kill -9``: a crash) and started again. The
+clock starts at the restart command; from that instant a client per kernel retries (every
+0.1 s) to open the kernel's websocket and execute ``x``; a kernel is *usable again* when
+that execute answers ``ok`` with its own value. Reported per mode: time until the REST API
 answers, until ``GET /api/kernels`` lists all N, and until the first / median / last
 kernel is usable.
 
-N PySpark drivers in local mode cost ~0.4-0.5 GB each: kernels are started in batches
-and the benchmark stops adding kernels when less than ``--reserve-gb`` of memory would
-remain, saying so (the largest N that fits).
+Each kernel is a Spark driver in a YARN container (the AM JVM plus the Python kernel;
+``--executors`` per kernel, default 0: executors take no part in re-attaching). Kernels
+are started in batches and the benchmark stops adding kernels when less than
+``--reserve-gb`` of memory would remain, saying so (the largest N that fits).
 
 Usage: ``python bench/recovery_bench.py [--quick] [--kernels 20] [--modes sigterm,kill9]``.
 """
@@ -31,10 +33,13 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from yarn_bench_env import (
+    DEFAULT_PORT_BASE,
     TOKENS,
     YARN_SPEC,
     GatewayClient,
     GatewayProcess,
+    YarnCluster,
+    bench_spark_home,
     cluster_rss_gb,
     delete_all,
     gateway_process,
@@ -46,14 +51,15 @@ from yarn_bench_env import (
     median,
     start_and_run,
     start_cluster,
+    stop_cluster,
     table,
     wait_no_live_apps,
     write_results,
 )
 
 
-async def start_kernels(client: GatewayClient, cluster: Any, want: int, reserve_gb: float,
-                        batch: int) -> tuple[list[str], str]:
+async def start_kernels(client: GatewayClient, cluster: YarnCluster, want: int, reserve_gb: float,
+                        batch: int, env: dict[str, str]) -> tuple[list[str], str]:
     """Start up to ``want`` kernels (``x = i`` in each); returns ids and a note when memory capped N."""
     ids: list[str] = []
     note = ""
@@ -68,8 +74,8 @@ async def start_kernels(client: GatewayClient, cluster: Any, want: int, reserve_
                         f"kernel, {reserve_gb:g} GB reserve)")
                 break
         # sc.applicationId waits for the lazy SparkContext: the drivers are complete, as in real use.
-        started = await asyncio.gather(*(start_and_run(client, YARN_SPEC, code=f"x = {len(ids) + i}; sc.applicationId")
-                                         for i in range(n)))
+        started = await asyncio.gather(*(start_and_run(client, YARN_SPEC, code=f"x = {len(ids) + i}; sc.applicationId",
+                                                       env=env) for i in range(n)))
         for kid, _t, _f, ws in started:
             ids.append(kid)
             ws.close()
@@ -137,24 +143,37 @@ async def restart(gw: GatewayProcess, mode: str, ids: list[str], timeout: float)
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="4 kernels")
+    ap.add_argument("--quick", action="store_true", help="2 kernels")
     ap.add_argument("--kernels", type=int, default=None)
     ap.add_argument("--modes", default="sigterm,kill9")
     ap.add_argument("--repeat", type=int, default=1, help="restarts per mode")
     ap.add_argument("--reserve-gb", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--batch", type=int, default=2, help="kernels started at once (default 2)")
+    ap.add_argument("--executors", type=int, default=0, help="executors per kernel (default 0)")
+    ap.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
+                    help=f"the dev cluster's port base (default {DEFAULT_PORT_BASE}, env YARN_BENCH_PORT_BASE)")
     ns = ap.parse_args()
-    want = ns.kernels or (4 if ns.quick else 20)
+    want = ns.kernels or (2 if ns.quick else 20)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     workdir = make_workdir("yarnbench-recovery-")
-    log(f"workdir {workdir}; starting the minicluster")
-    cluster = await asyncio.to_thread(start_cluster)
-    gw = gateway_process(cluster, workdir)
-    res: dict[str, Any] = {"machine": machine(), "wanted": want, "runs": [], "notes": []}
+    log(f"workdir {workdir}; starting the dev cluster on port base {ns.port_base}")
+    res: dict[str, Any] = {"machine": machine(), "wanted": want, "executors_per_kernel": ns.executors, "runs": [],
+                           "notes": []}
+    cluster: Optional[YarnCluster] = None
+    gw: Optional[GatewayProcess] = None
     try:
+        cluster, starts = await asyncio.to_thread(start_cluster, workdir, ns.port_base)
+        res["cluster_start_s"] = starts
+        spark_home, note = bench_spark_home(cluster, workdir)
+        if note:
+            res["notes"].append(note)
+        gw = gateway_process(cluster, spark_home, workdir)
         await gw.start()
         client = GatewayClient(gw.url, TOKENS["alice"])
         mem0 = psutil.virtual_memory().available / 2**30
-        ids, note = await start_kernels(client, cluster, want, ns.reserve_gb, batch=4)
+        ids, note = await start_kernels(client, cluster, want, ns.reserve_gb, ns.batch,
+                                        {"KERNEL_SPARK_EXECUTOR_INSTANCES": str(ns.executors)})
         res["kernels"] = len(ids)
         res["mem_per_kernel_gb"] = (mem0 - psutil.virtual_memory().available / 2**30) / max(1, len(ids))
         res["container_rss_per_kernel_gb"] = cluster_rss_gb(cluster) / max(1, len(ids))
@@ -169,9 +188,11 @@ async def main() -> int:
         await delete_all(client, ids)
         await wait_no_live_apps(cluster, 90)
     finally:
-        await gw.close()
-        await asyncio.to_thread(kill_live_apps, cluster)
-        await asyncio.to_thread(cluster.close)
+        if gw is not None:
+            await gw.close()
+        if cluster is not None:
+            await asyncio.to_thread(kill_live_apps, cluster)
+            await asyncio.to_thread(stop_cluster, cluster)
 
     res["loadavg_at_end"] = loadavg()
 

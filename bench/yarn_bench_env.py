@@ -1,10 +1,13 @@
 """Shared setup of the YARN benchmarks (``yarn_launch.py``, ``recovery_bench.py``).
 
-One minicluster (the test helper ``ClusterThread``: real RM/NM, fake SPARK_HOME whose
-containers run the real PySpark driver), this gateway as a daemon process (the test
-helper ``GatewayProcess``), the peer (Jupyter Kernel Gateway + gateway_provisioners in
-``bench/.venvs/jkg``), and small helpers for timing, process accounting and tables.
-Benchmarks, not tests: nothing here asserts; results are printed and written as JSON.
+A real single-host Apache Hadoop YARN (``devcluster``: one ResourceManager, one
+NodeManager, simple auth) that the benchmark starts in a fresh directory of its own, on
+its own port base (``--port-base``, default 35000), and stops by PID at the end; the
+containers run the real PySpark 3.5 / Toree / IRkernel drivers from the cluster env.
+This gateway runs as a daemon process (the test helper ``GatewayProcess``), the peer is
+Jupyter Kernel Gateway + gateway_provisioners in ``bench/.venvs/jkg``; small helpers for
+timing, process accounting and tables. Benchmarks, not tests: nothing here asserts;
+results are printed and written as JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,47 +33,136 @@ from tornado.httpclient import AsyncHTTPClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test helpers are the reference client and fixtures
+sys.path.insert(0, str(ROOT))  # devcluster
 
+from devcluster import Cluster, ClusterSpec  # noqa: E402
 from helpers.gateway_process import GatewayProcess  # noqa: E402
 from helpers.gwclient import GatewayClient, KernelWS  # noqa: E402
 from helpers.jupyter_server import free_port  # noqa: E402
-from helpers.minicluster import ClusterThread  # noqa: E402
+from helpers.yarn_cluster import YarnCluster  # noqa: E402
 
 # Tornado's client queues requests beyond max_clients (default 10) and fails those queued
-# longer than connect_timeout: 16 or 200 concurrent starts must not be limited by the client.
+# longer than connect_timeout: concurrent starts must not be limited by the client.
 AsyncHTTPClient.configure(None, max_clients=512)
 
 #: Tokens of the gateway (GatewayProcess itself polls with the admin token).
 TOKENS = {"alice": "alice-token-0123456789", "admin": "admin-token-0123456789"}
 PEER_TOKEN = "peer-token-0123456789"
 USER = "alice"
-YARN_SPEC = "spark_python_yarn_cluster"
+#: The three languages and their kernelspecs (the ones the gateway ships).
+SPECS = {"python": "spark_python_yarn_cluster", "scala": "spark_scala_yarn_cluster", "r": "spark_R_yarn_cluster"}
+YARN_SPEC = SPECS["python"]
 PEER_SPEC = "gp_yarn"
+#: The first cell of every launch, per language.
+FIRST_CELL = {"python": "1 + 1", "scala": "1 + 1", "r": "1 + 1"}
 RESULTS = ROOT / "bench" / "results"
 PEER_VENV = Path(os.environ.get("YARN_BENCH_PEER_VENV", ROOT / "bench" / ".venvs" / "jkg"))
 #: pycryptodomex for the peer's launcher inside the containers (the cluster env has pycryptodome only).
 PEER_DRIVER_LIBS = Path(os.environ.get("YARN_BENCH_PEER_DRIVER_LIBS", ROOT / "bench" / ".venvs" / "gp-driver-libs"))
+DEFAULT_PORT_BASE = int(os.environ.get("YARN_BENCH_PORT_BASE", "35000"))
+LIVE_STATES = "NEW,NEW_SAVING,SUBMITTED,ACCEPTED,RUNNING"
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    """Progress on stderr (stdout carries the table, or the JSON with --json)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def make_workdir(prefix: str) -> str:
-    """A world-traversable work directory (containers run as other users)."""
+    """A world-traversable work directory (the containers and the peer read files in it)."""
     path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(path, 0o755)
     return path
 
 
-def start_cluster() -> ClusterThread:
-    """A minicluster sized for many kernels: one queue taking all AMs, a big node."""
-    return ClusterThread(
-        proxyusers={"root": {"users": USER, "hosts": "*"}},
-        queues=[{"name": "default", "capacity": 100, "maximum-am-resource-percent": 1.0}],
-        node_memory_mb=262144,
-        node_vcores=256,
-    )
+# ------------------------------------------------------------------------- the cluster
+
+
+def cluster_spec(base_dir: str, port_base: int) -> ClusterSpec:
+    """Simple auth; the benchmark's account (the submitter) may impersonate ``alice``. The node
+    offers more than the host has: YARN's memory checks are off in devcluster, and kernels
+    (AM 768m + one 512m executor, as the test suite's bounds give) must not wait in ACCEPTED
+    for node memory during the concurrent bursts."""
+    return ClusterSpec(base_dir=base_dir, mode="simple", port_base=port_base, proxy_users=USER,
+                       node_memory_mb=65536, node_vcores=64)
+
+
+def cold_start(base_dir: str, port_base: int, timeout: float = 300) -> tuple[Cluster, float]:
+    """Start a cluster from an empty directory: seconds from ``Cluster.start()`` until its
+    NodeManager's node is RUNNING in the ResourceManager (configuration written, two JVMs
+    started, the NM registered; the Maven classpath is a cached file read after the first
+    start on a machine)."""
+    shutil.rmtree(base_dir, ignore_errors=True)
+    cluster = Cluster(cluster_spec(base_dir, port_base))
+    t0 = time.perf_counter()
+    cluster.start(timeout=timeout)
+    return cluster, time.perf_counter() - t0
+
+
+def start_cluster(workdir: str, port_base: int, starts: int = 1) -> tuple[YarnCluster, list[float]]:
+    """``starts`` cold starts one after the other (each but the last is stopped again); returns
+    the running cluster and the seconds of every start."""
+    base = os.path.join(workdir, "cluster")
+    seconds = []
+    for i in range(starts):
+        cluster, s = cold_start(base, port_base)
+        seconds.append(s)
+        log(f"dev cluster cold start {i + 1}/{starts}: {s:.2f} s ({cluster.rm_url})")
+        if i < starts - 1:
+            cluster.stop()
+    return YarnCluster(cluster), seconds
+
+
+def stop_cluster(cluster: YarnCluster, keep_dir: bool = False) -> None:
+    """Stop RM, NM and every container by PID and remove the cluster's directory (unless ``keep_dir``:
+    its logs, container logs included, stay)."""
+    if keep_dir:
+        cluster.cluster.stop()
+    else:
+        cluster.cluster.destroy()
+
+
+def bench_spark_home(cluster: YarnCluster, workdir: str) -> tuple[str, Optional[str]]:
+    """The SPARK_HOME every target submits with, and a note when it is not the cluster's own.
+
+    spark-submit refuses an R application in YARN mode unless ``$SPARK_HOME/R/lib/sparkr.zip``
+    exists (SparkSubmit ships it to the containers as the ``sparkr`` archive). A Spark
+    distribution has it; the pip-installed PySpark the dev cluster uses has no ``R`` directory.
+    Then the benchmark uses a SPARK_HOME of its own: symbolic links to every entry of the
+    cluster's (same scripts, same jars) plus ``R/lib/sparkr.zip`` holding a ``SparkR`` directory with
+    nothing but a README, i.e. a cluster without the SparkR package, the case the R launcher handles
+    (``sc``/``spark`` as JVM handles, used with jcall()). All three languages and all targets
+    use the same SPARK_HOME.
+    """
+    real = cluster.spark_home
+    if os.path.isfile(os.path.join(real, "R", "lib", "sparkr.zip")):
+        return real, None
+    home = os.path.join(workdir, "spark-home")
+    os.makedirs(os.path.join(home, "R", "lib"), exist_ok=True)
+    for name in os.listdir(real):
+        link = os.path.join(home, name)
+        if name != "R" and not os.path.lexists(link):
+            os.symlink(os.path.join(real, name), link)
+    with zipfile.ZipFile(os.path.join(home, "R", "lib", "sparkr.zip"), "w") as z:
+        # One file: YARN's localizer unpacks a zip of bare directory entries into nothing and fails.
+        z.writestr("SparkR/README", "Stand-in written by bench/yarn_bench_env.py: the SparkR package is not "
+                   "installed on this cluster.\n")
+    os.chmod(workdir, 0o755)
+    return home, (f"{real} has no R/lib/sparkr.zip (pip PySpark): the benchmark submits with SPARK_HOME {home} "
+                  "= links to it plus an R/lib/sparkr.zip without the SparkR package")
+
+
+def gateway_config(cluster: YarnCluster, spark_home: str) -> dict[str, dict[str, Any]]:
+    """The test suite's gateway settings for this cluster (small kernels: a 768m driver, one
+    512m executor), with the benchmark's SPARK_HOME."""
+    cfg: dict[str, dict[str, Any]] = cluster.gateway_config()
+    cfg["YarnServices"]["spark_home"] = spark_home
+    return cfg
+
+
+def kernel_bounds(cluster: YarnCluster) -> dict[str, Any]:
+    """The KernelParameters bounds of :func:`gateway_config` (the floor applies the same)."""
+    return dict(cluster.gateway_config()["KernelParameters"]["bounds"])
 
 
 def token_file(workdir: str) -> str:
@@ -80,9 +174,9 @@ def token_file(workdir: str) -> str:
     return path
 
 
-def gateway_process(cluster: ClusterThread, workdir: str, **registry: Any) -> GatewayProcess:
+def gateway_process(cluster: YarnCluster, spark_home: str, workdir: str, **registry: Any) -> GatewayProcess:
     """This gateway on the cluster, sessions in a directory store (product defaults otherwise)."""
-    cfg: dict[str, dict[str, Any]] = cluster.gateway_config()
+    cfg = gateway_config(cluster, spark_home)
     cfg["KernelRegistry"] = {"launch_timeout": 600.0, "shutdown_wait_time": 20.0, **registry}
     cfg["DirectoryStore"] = {"directory": os.path.join(workdir, "sessions")}
     return GatewayProcess(os.path.join(workdir, "gw"), cfg, token_file(workdir))
@@ -95,14 +189,18 @@ class PeerGateway:
     """Jupyter Kernel Gateway 3.0.1 hosting gateway_provisioners 0.5.0's YarnProvisioner.
 
     The kernelspec comes from ``jupyter-yarn-spec install`` (its own run.sh, launcher and
-    server_listener). Two settings are patched into the installed kernel.json because the
+    server_listener). Settings are patched into the installed kernel.json because the
     installer cannot write them: ``yarn_endpoint`` (``--yarn-endpoint`` crashes the
-    installer's finalize step in 0.5.0 and leaves an unsubstituted kernel.json) and the
-    launch timeout (installer default 30 s; 16 concurrent launches on 2 cores need more).
+    installer's finalize step in 0.5.0 and leaves an unsubstituted kernel.json),
+    ``impersonation_enabled`` and the launch timeout (installer default 30 s); and the
+    kernelspec's ``env`` gets HADOOP_CONF_DIR, SPARK_CONF_DIR and SPARK_LOCAL_IP (JKG hands
+    run.sh no environment of its own), so its spark-submit uses the cluster's Spark conf dir,
+    as this gateway's and the floor's do.
     """
 
-    def __init__(self, cluster: ClusterThread, workdir: str) -> None:
+    def __init__(self, cluster: YarnCluster, spark_home: str, workdir: str) -> None:
         self.cluster = cluster
+        self.spark_home = spark_home
         self.workdir = os.path.join(workdir, "peer")
         os.makedirs(self.workdir, exist_ok=True)
         os.chmod(self.workdir, 0o755)
@@ -129,7 +227,7 @@ class PeerGateway:
         extra = (f"--conf spark.yarn.appMasterEnv.PYTHONPATH={libs} "
                  f"--py-files {os.path.join(scripts, 'server_listener.py')}")
         cmd = [str(PEER_VENV / "bin" / "jupyter-yarn-spec"), "install", "--prefix", self.prefix, "--spark",
-               "--impersonation-enabled", "--spark-home", self.cluster.spark_home, "--python-root",
+               "--impersonation-enabled", "--spark-home", self.spark_home, "--python-root",
                os.path.dirname(os.path.dirname(cluster_python())), "--kernel-name", PEER_SPEC,
                f"--extra-spark-opts={extra}", "--spark-init-mode", "lazy"]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -137,8 +235,12 @@ class PeerGateway:
         with open(path) as f:
             spec: dict[str, Any] = json.load(f)
         cfg = spec["metadata"]["kernel_provisioner"]["config"]
-        cfg.update({"yarn_endpoint": self.cluster.mc.active_rm_url, "launch_timeout": 600,
-                    "impersonation_enabled": True})
+        cfg.update({"yarn_endpoint": self.cluster.rm_url, "launch_timeout": 600, "impersonation_enabled": True})
+        # JKG starts run.sh with PATH and the request's KERNEL_* only: the cluster's client settings go in
+        # the kernelspec's env, as an administrator's would (this gateway passes them to spark-submit itself).
+        spec.setdefault("env", {}).update({"HADOOP_CONF_DIR": self.cluster.conf_dir,
+                                           "SPARK_CONF_DIR": self.cluster.spark_conf_dir,
+                                           "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")})
         with open(path, "w") as f:
             json.dump(spec, f, indent=2)
         return spec
@@ -150,10 +252,13 @@ class PeerGateway:
             "JUPYTER_DATA_DIR": os.path.join(self.workdir, "data"),
             "JUPYTER_RUNTIME_DIR": os.path.join(self.workdir, "runtime"),
             "JUPYTER_CONFIG_DIR": os.path.join(self.workdir, "config"),
-            "HADOOP_CONF_DIR": self.cluster.conf_dir,
+            "HADOOP_CONF_DIR": self.cluster.conf_dir, "SPARK_CONF_DIR": self.cluster.spark_conf_dir,
+            "SPARK_HOME": self.spark_home,
             "GP_RESPONSE_IP": "127.0.0.1", "GP_RESPONSE_PORT": str(free_port()),
-            "GP_YARN_ENDPOINT": self.cluster.mc.active_rm_url, "KERNEL_LAUNCH_TIMEOUT": "600",
+            "GP_YARN_ENDPOINT": self.cluster.rm_url, "KERNEL_LAUNCH_TIMEOUT": "600",
         })
+        for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+            env.pop(name, None)
         argv = [str(PEER_VENV / "bin" / "jupyter-kernelgateway"), "--KernelGatewayApp.ip=127.0.0.1",
                 f"--KernelGatewayApp.port={self.port}", f"--KernelGatewayApp.auth_token={PEER_TOKEN}",
                 f"--KernelGatewayApp.default_kernel_name={PEER_SPEC}"]
@@ -186,7 +291,8 @@ class PeerGateway:
             try:
                 await asyncio.to_thread(self.proc.wait, 60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 def cluster_python() -> str:
@@ -197,14 +303,14 @@ def cluster_python() -> str:
 # ------------------------------------------------------------------------- kernels over REST
 
 
-async def start_and_run(client: GatewayClient, spec: str, code: str = "1 + 1",
-                        timeout: float = 600) -> tuple[str, float, float, KernelWS]:
+async def start_and_run(client: GatewayClient, spec: str, code: str = "1 + 1", timeout: float = 600,
+                        env: Optional[dict[str, str]] = None) -> tuple[str, float, float, KernelWS]:
     """POST a kernel, open its websocket, execute ``code``.
 
     Returns (kernel id, seconds to 201, seconds to the first execute_reply, websocket).
     """
     t0 = time.perf_counter()
-    r = await client.request("POST", "api/kernels", {"name": spec, "env": {"KERNEL_USERNAME": USER}},
+    r = await client.request("POST", "api/kernels", {"name": spec, "env": {"KERNEL_USERNAME": USER, **(env or {})}},
                              timeout=timeout)
     if r.code != 201:
         raise RuntimeError(f"start {spec}: {r.code} {str(r.body)[:500]}")
@@ -213,6 +319,7 @@ async def start_and_run(client: GatewayClient, spec: str, code: str = "1 + 1",
     ws = await client.connect(kid)
     res = await ws.execute(code, timeout=timeout)
     if res.status != "ok":
+        ws.close()
         raise RuntimeError(f"kernel {kid}: first cell {res.status}: {res.error}")
     return kid, t_started, time.perf_counter() - t0, ws
 
@@ -227,7 +334,7 @@ async def delete_all(client: GatewayClient, ids: list[str]) -> None:
     await asyncio.gather(*(one(k) for k in ids))
 
 
-async def wait_no_live_apps(cluster: ClusterThread, timeout: float = 120) -> int:
+async def wait_no_live_apps(cluster: YarnCluster, timeout: float = 120) -> int:
     """Wait until no application is NEW..RUNNING; returns how many still are."""
     deadline = time.monotonic() + timeout
     live = 0
@@ -240,26 +347,28 @@ async def wait_no_live_apps(cluster: ClusterThread, timeout: float = 120) -> int
     return live
 
 
-def live_apps(cluster: ClusterThread) -> list[dict[str, Any]]:
-    import urllib.request
-
-    url = f"{cluster.mc.active_rm_url}/ws/v1/cluster/apps?states=NEW,NEW_SAVING,SUBMITTED,ACCEPTED,RUNNING"
-    with urllib.request.urlopen(url, timeout=10) as r:
-        data = json.loads(r.read())
-    return list((data.get("apps") or {}).get("app") or [])
+def live_apps(cluster: YarnCluster) -> list[dict[str, Any]]:
+    """Every application of the cluster that has not ended (any tag: the floor's and the peer's too)."""
+    return cluster.cluster.apps(states=LIVE_STATES)
 
 
-def kill_live_apps(cluster: ClusterThread) -> None:
-    import urllib.request
-
+def kill_live_apps(cluster: YarnCluster) -> None:
+    user = cluster.cluster.spec.submitter
     for app in live_apps(cluster):
-        req = urllib.request.Request(f"{cluster.mc.active_rm_url}/ws/v1/cluster/apps/{app['id']}/state",
+        req = urllib.request.Request(f"{cluster.rm_url}/ws/v1/cluster/apps/{app['id']}/state?user.name={user}",
                                      data=b'{"state": "KILLED"}', method="PUT",
                                      headers={"Content-Type": "application/json"})
         try:
             urllib.request.urlopen(req, timeout=10).close()
         except OSError as exc:
             log(f"kill {app['id']}: {exc}")
+
+
+async def settle(cluster: YarnCluster, timeout: float = 90) -> None:
+    """Between launches: wait until the previous kernel's application ended; kill what did not."""
+    if await wait_no_live_apps(cluster, timeout):
+        await asyncio.to_thread(kill_live_apps, cluster)
+        await wait_no_live_apps(cluster, 60)
 
 
 # ------------------------------------------------------------------------- accounting
@@ -276,13 +385,14 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def cluster_rss_gb(cluster: ClusterThread) -> float:
-    """RSS of every process working inside the minicluster's directories (the containers:
-    AM, spark-submit JVM, Python driver), in GB."""
+def cluster_rss_gb(cluster: YarnCluster) -> float:
+    """RSS of every process working inside the cluster's container directories (AM/driver JVM,
+    executors, the Python/R kernel), in GB."""
     total = 0
+    local = os.path.realpath(cluster.cluster.nm_local) + os.sep
     for p in psutil.process_iter(["pid"]):
         try:
-            if p.cwd().startswith(cluster.base):
+            if os.path.realpath(p.cwd()).startswith(local):
                 total += p.memory_info().rss
         except (psutil.Error, OSError):
             continue

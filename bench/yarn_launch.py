@@ -1,29 +1,35 @@
-"""YARN launch benchmark (issue 9, acceptance 4): this gateway, the peer and the floor,
-side by side in one run on one minicluster with the same containers.
+"""YARN launch benchmark: this gateway, the peer and the floor, side by side in one run on
+one real YARN (devcluster: Apache Hadoop 3.3.6 RM + NM on this host) with the same containers.
 
-* **yarn-gateway**: this gateway as a daemon process, kernelspec ``spark_python_yarn_cluster``.
-* **peer**: Jupyter Kernel Gateway 3.0.1 + gateway_provisioners 0.5.0 ``YarnProvisioner``
-  (kernelspec from ``jupyter-yarn-spec install --spark --impersonation-enabled``), from
-  ``bench/.venvs/jkg`` (``make bench-yarn-venv``).
-* **floor**: ``yarn_floor.Floor``: spark-submit of the same launcher, no gateway.
+Measured in one run, samples of different targets alternating round by round:
 
-All three run the driver in YARN cluster mode as ``alice`` via ``--proxy-user`` with
-``--spark-context-initialization-mode lazy``; the first cell is ``1 + 1``.
+1. **dev cluster cold start**: ``Cluster.start()`` from an empty directory until the
+   NodeManager's node is RUNNING in the ResourceManager (``--cluster-starts`` samples; the
+   last cluster is the one everything else runs on).
+2. **spark-submit -> application RUNNING**: the floor's real spark-submit of the Python
+   launcher, until the RM reports the application RUNNING (the AM registered; polled every
+   0.1 s). Scala and R are reported too.
+3. **yarn-gateway**: this gateway as a daemon process, ``POST /api/kernels`` until the first
+   executed cell, for the Python, Scala (Toree) and R kernelspecs it ships.
+4. **floor**: ``yarn_floor.Floor``: the same launchers submitted by hand with spark-submit and
+   no gateway (callback on a response socket, connect, first cell), the same three languages.
+5. **peer** (Python): Jupyter Kernel Gateway 3.0.1 + gateway_provisioners 0.5.0
+   ``YarnProvisioner`` (kernelspec from ``jupyter-yarn-spec install --spark
+   --impersonation-enabled``) from ``bench/.venvs/jkg`` (``make bench-yarn-venv``).
 
-Measured: launch time to the first executed cell (median of N, targets interleaved
-round by round, plus the median of per-round paired ratios and, for this gateway and
-the floor, the split into "cluster" time - spark-submit to the launcher's response, the
-same work for both - and time outside it, from the gateway's log lines); 16 concurrent
-launches per gateway; gateway CPU seconds per launch (user+system of the gateway
-process only, from before POST to the first executed cell; spark-submit children are
-excluded - the same program for both - and reported separately); gateway RSS per
-running YARN kernel ((RSS with 16 kernels running, no client attached - RSS before) /
-16, from a second burst so the allocator's high-water mark of a burst of launches is
-not counted as per-kernel state; the first, "cold" burst is reported too); and, on this
-gateway, the execute round trip p50 of one active kernel alone (before and after) and
-with 200 idle kernels attached (tiny_kernel.py stand-ins, each with an open websocket).
+All run the driver in YARN cluster mode as ``alice`` via ``--proxy-user`` with
+``--spark-context-initialization-mode lazy``; the first cell is ``1 + 1``. Reported: p50,
+min, max and every sample; per language the gateway/floor ratio of the medians and the
+median of per-round paired ratios; where the launch time goes (floor phases from its own
+clock, gateway phases from its log lines); gateway CPU seconds per launch vs the peer's;
+``--concurrent`` simultaneous Python launches per gateway with the gateway's RSS per
+running YARN kernel (second burst; the first, "cold" one is reported too); and, on this
+gateway, the execute round trip of one active kernel alone and with ``--idle`` idle kernels
+attached (tiny_kernel.py stand-ins, no JVM).
 
-Usage: ``python bench/yarn_launch.py [--quick] [--rounds N] [--concurrent 16] [--idle 200]``.
+Usage: ``python bench/yarn_launch.py [--quick] [--rounds N] [--cluster-starts N]
+[--concurrent N] [--idle N] [--languages python,scala,r] [--no-peer] [--port-base 35000]
+[--json]``.
 """
 
 from __future__ import annotations
@@ -42,31 +48,39 @@ from typing import Any, Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from yarn_bench_env import (
+    DEFAULT_PORT_BASE,
+    FIRST_CELL,
     PEER_SPEC,
+    SPECS,
     TOKENS,
-    YARN_SPEC,
     GatewayClient,
     GatewayProcess,
     PeerGateway,
+    YarnCluster,
+    bench_spark_home,
     cpu_seconds,
     delete_all,
     gateway_process,
+    kernel_bounds,
     kill_live_apps,
     loadavg,
     log,
     machine,
+    make_workdir,
     median,
     percentile,
     rss_mb,
+    settle,
     start_and_run,
     start_cluster,
+    stop_cluster,
     table,
-    wait_no_live_apps,
     write_results,
 )
 from yarn_floor import Floor
 
 _LOG_TS = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ")
+LANG_NAMES = {"python": "Python", "scala": "Scala", "r": "R"}
 
 
 def gateway_phases(log_path: str, kid: str, t_post: float, t_done: float) -> Optional[dict[str, float]]:
@@ -94,16 +108,16 @@ def gateway_phases(log_path: str, kid: str, t_post: float, t_done: float) -> Opt
 
 
 class RestTarget:
-    """A gateway reached over REST + websocket (this gateway or the peer)."""
+    """A gateway reached over REST + websocket (this gateway or the peer), one kernelspec."""
 
-    def __init__(self, name: str, client: GatewayClient, spec: str, pid: int, log_path: str = "") -> None:
-        self.name, self.client, self.spec, self.pid = name, client, spec, pid
+    def __init__(self, name: str, client: GatewayClient, spec: str, lang: str, pid: int, log_path: str = "") -> None:
+        self.name, self.client, self.spec, self.lang, self.pid = name, client, spec, lang, pid
         self.log_path = log_path
         self.last_phases: Optional[dict[str, float]] = None
 
     async def launch(self) -> tuple[float, float, Callable[[], Awaitable[None]]]:
         t_post = time.time()
-        kid, _t201, t_first, ws = await start_and_run(self.client, self.spec)
+        kid, _t201, t_first, ws = await start_and_run(self.client, self.spec, FIRST_CELL[self.lang])
         if self.log_path:
             self.last_phases = gateway_phases(self.log_path, kid, t_post, t_post + t_first)
 
@@ -114,18 +128,40 @@ class RestTarget:
         return t_first, _t201, stop
 
 
-async def sequential(targets: dict[str, Any], floor: Floor, cluster: Any, rounds: int) -> dict[str, Any]:
-    names = ["floor", *targets]
-    out: dict[str, Any] = {n: {"first_cell_s": [], "started_s": [], "cpu_s": [], "cpu_children_s": []}
-                           for n in names}
-    for r in range(rounds + 1):  # round 0 warms the page cache and the JVMs' class data
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
+def target_name(kind: str, lang: str) -> str:
+    return f"{kind} {lang}"
+
+
+def round_order(groups: list[list[str]], r: int) -> list[str]:
+    """Round ``r``'s launch order: the language groups rotated by ``r``, each group rotated by ``r``
+    too, so every target runs early and late, and next to its floor, in turn."""
+    rotated = groups[r % len(groups):] + groups[: r % len(groups)]
+    out = []
+    for g in rotated:
+        k = r % len(g)
+        out += g[k:] + g[:k]
+    return out
+
+
+async def sequential(targets: dict[str, RestTarget], floor: Floor, langs: list[str], cluster: YarnCluster,
+                     rounds: int, warmup: int) -> dict[str, Any]:
+    """One launch at a time (at most one kernel alive), every target once per round."""
+    groups = [[n for n in (target_name("floor", lang), target_name("yarn-gateway", lang),
+                           target_name("peer", lang)) if n.startswith("floor") or n in targets] for lang in langs]
+    names = [n for g in groups for n in g]
+    out: dict[str, Any] = {n: {"first_cell_s": [], "started_s": [], "cpu_s": [], "cpu_children_s": [],
+                               "rounds": []} for n in names}
+    for r in range(rounds + warmup):  # the warm-up rounds fill the page cache and the JVMs' class data
+        measured = r >= warmup
+        for name in round_order(groups, r):
+            kind, lang = name.split(" ", 1)
             cpu0 = cpu1 = ch0 = ch1 = 0.0
+            fk = None
             try:
-                if name == "floor":
-                    fk, t_first = await floor.launch()
+                if kind == "floor":
+                    fk, t_first = await floor.launch(lang, FIRST_CELL[lang])
                     t201 = float("nan")
+                    await fk.wait_running(120)  # lazy mode: RUNNING may come after the first cell
                     stop: Callable[[], Awaitable[None]] = fk.shutdown
                 else:
                     tgt = targets[name]
@@ -136,28 +172,33 @@ async def sequential(targets: dict[str, Any], floor: Floor, cluster: Any, rounds
                 log(f"round {r} {name}: FAILED {str(exc)[:300]}")
                 out[name].setdefault("failures", []).append(str(exc)[:1000])
                 await asyncio.to_thread(kill_live_apps, cluster)
-                await wait_no_live_apps(cluster, 60)
+                await settle(cluster, 60)
                 continue
-            log(f"round {r} {name}: first cell {t_first:.2f} s" + (f", cpu {cpu1 - cpu0:.2f} s" if cpu1 else ""))
-            if r > 0:
+            extra = ""
+            if fk is not None and "running" in fk.phases:
+                extra = f", RUNNING at {fk.phases['running']:.2f} s"
+            elif cpu1:
+                extra = f", gateway cpu {cpu1 - cpu0:.2f} s"
+            log(f"round {r}{'' if measured else ' (warm-up)'} {name}: first cell {t_first:.2f} s{extra}")
+            if measured:
                 rec = out[name]
                 rec["first_cell_s"].append(t_first)
                 rec["started_s"].append(t201)
-                if name != "floor":
+                rec["rounds"].append(r)
+                if kind != "floor":
                     rec["cpu_s"].append(cpu1 - cpu0)
                     rec["cpu_children_s"].append((ch1 - ch0) - (cpu1 - cpu0))
                     if targets[name].last_phases:
                         rec.setdefault("phases", []).append(targets[name].last_phases)
                 else:
-                    rec.setdefault("phases", []).append(fk.phases)
+                    assert fk is not None
+                    rec.setdefault("phases", []).append(dict(fk.phases))
             await stop()
-            if await wait_no_live_apps(cluster, 60):
-                await asyncio.to_thread(kill_live_apps, cluster)
-                await wait_no_live_apps(cluster, 60)
+            await settle(cluster, 90)
     return out
 
 
-async def burst(tgt: RestTarget, cluster: Any, n: int) -> dict[str, Any]:
+async def burst(tgt: RestTarget, cluster: YarnCluster, n: int) -> dict[str, Any]:
     """``n`` launches at once, then RSS with them running (clients attached, then not), then delete."""
     await asyncio.sleep(3)
     rss0 = rss_mb(tgt.pid)
@@ -176,9 +217,7 @@ async def burst(tgt: RestTarget, cluster: Any, n: int) -> dict[str, Any]:
     log(f"{tgt.name}: {len(ok)}/{n} concurrent launches ok in {wall:.1f} s; RSS {rss0:.1f} -> {rss_idle:.1f} MB")
     listed = await tgt.client.request("GET", "api/kernels")
     await delete_all(tgt.client, [r[0] for r in ok])
-    if await wait_no_live_apps(cluster, 90):
-        await asyncio.to_thread(kill_live_apps, cluster)
-        await wait_no_live_apps(cluster, 60)
+    await settle(cluster, 120)
     first = [r[2] for r in ok]
     return {"n": n, "ok": len(ok), "errors": errors, "wall_s": wall, "first_cell_p50_s": median(first),
             "first_cell_max_s": max(first) if first else float("nan"), "cpu_s_per_launch": cpu / n,
@@ -188,7 +227,7 @@ async def burst(tgt: RestTarget, cluster: Any, n: int) -> dict[str, Any]:
             "kernels_listed": len(listed.body) if isinstance(listed.body, list) else None}
 
 
-async def concurrent(tgt: RestTarget, cluster: Any, n: int) -> dict[str, Any]:
+async def concurrent(tgt: RestTarget, cluster: YarnCluster, n: int) -> dict[str, Any]:
     """Two bursts: the first is the concurrency result (and a cold RSS figure that includes the
     allocator's high-water mark of a burst of launches); the second, from the RSS left after the
     first, gives the RSS held per running kernel."""
@@ -213,7 +252,8 @@ async def round_trips(ws: Any, n: int) -> list[float]:
     return out
 
 
-async def idle_kernels(workdir: str, cluster: Any, n_idle: int, n_rt: int) -> dict[str, Any]:
+async def idle_kernels(workdir: str, cluster: YarnCluster, spark_home: str, n_idle: int,
+                       n_rt: int) -> dict[str, Any]:
     """This gateway alone, one real local ipykernel active, then ``n_idle`` tiny kernels attached."""
     from yarn_gateway.app import builtin_kernelspec_dir
 
@@ -223,7 +263,7 @@ async def idle_kernels(workdir: str, cluster: Any, n_idle: int, n_rt: int) -> di
     with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
         json.dump({"argv": [sys.executable, tiny, "-f", "{connection_file}"], "display_name": "tiny",
                    "language": "python"}, f)
-    gw = gateway_process(cluster, os.path.join(workdir, "idle"))
+    gw = gateway_process(cluster, spark_home, os.path.join(workdir, "idle"))
     with open(gw.config_path, "a") as f:
         f.write(f"c.YarnGatewayApp.kernelspec_dirs = {[builtin_kernelspec_dir(), os.path.dirname(spec_dir)]!r}\n")
     await gw.start()
@@ -272,33 +312,7 @@ async def idle_kernels(workdir: str, cluster: Any, n_idle: int, n_rt: int) -> di
             "gateway_cpu_share_idle": idle_cpu, "rss_per_idle_kernel_mb": (rss1 - rss0) / n_idle}
 
 
-def report(res: dict[str, Any]) -> str:
-    seq, conc, idle = res["sequential"], res["concurrent"], res.get("idle")
-    rows = []
-    for name, rec in seq.items():
-        c = conc.get(name, {})
-        rows.append([name, len(rec["first_cell_s"]), median(rec["first_cell_s"]),
-                     median(rec["first_cell_s"]) / median(seq["floor"]["first_cell_s"]),
-                     min(rec["first_cell_s"]) if rec["first_cell_s"] else "-",
-                     mean(rec["cpu_s"]) if rec["cpu_s"] else "-",
-                     mean(rec["cpu_children_s"]) if rec["cpu_children_s"] else "-",
-                     f"{c['ok']}/{c['n']}" if c else "-", c.get("first_cell_p50_s", "-"),
-                     c.get("rss_per_kernel_mb", "-"), c.get("rss_per_connected_kernel_mb", "-"),
-                     c.get("cold_rss_per_kernel_mb", "-")])
-    text = table(["target", "N ok", "first cell p50 s", "x floor", "first cell min s", "gw CPU s/launch (mean)",
-                  "spark-submit CPU s", "concurrent ok", "concurrent p50 s", "RSS MB/kernel",
-                  "RSS MB/kernel (ws open)", "cold RSS MB/kernel"], rows)
-    if idle:
-        text += "\n\n" + table(["idle kernels", "single p50 ms (before/after)", "with idle p50 ms", "ratio",
-                                "single p90 ms", "with idle p90 ms", "gw CPU share idle", "RSS MB/idle kernel"],
-                               [[idle["n_idle"], f"{idle['single_p50_ms']:.2f} ({idle['single_before_p50_ms']:.2f}/"
-                                 f"{idle['single_after_p50_ms']:.2f})", idle["idle_p50_ms"], idle["ratio_p50"],
-                                 idle["single_p90_ms"], idle["idle_p90_ms"], idle["gateway_cpu_share_idle"],
-                                 idle["rss_per_idle_kernel_mb"]]])
-    text += "\n\n" + phase_table(seq)
-    checks = targets(res)
-    text += "\n\n" + table(["target", "value", "limit", "result"], checks)
-    return text
+# ------------------------------------------------------------------------- report
 
 
 def mean(xs: list[float]) -> float:
@@ -306,48 +320,143 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def phase_table(seq: dict[str, Any]) -> str:
-    """Where the launch time goes (medians): the cluster phase is the same work for both."""
+def samples(xs: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in xs) or "-"
+
+
+def _row(measurement: str, target: str, xs: list[float], ratio: Any = "-", paired: Any = "-") -> list[Any]:
+    if not xs:
+        return [measurement, target, 0, "-", "-", "-", ratio, paired, "-"]
+    return [measurement, target, len(xs), median(xs), min(xs), max(xs), ratio, paired, samples(xs)]
+
+
+def paired_ratio(seq: dict[str, Any], a: str, b: str) -> Optional[float]:
+    """Median over rounds of (a / b) in the same round (launches next to each other)."""
+    ra = dict(zip(seq.get(a, {}).get("rounds", []), seq.get(a, {}).get("first_cell_s", [])))
+    rb = dict(zip(seq.get(b, {}).get("rounds", []), seq.get(b, {}).get("first_cell_s", [])))
+    common = sorted(set(ra) & set(rb))
+    return median([ra[r] / rb[r] for r in common]) if common else None
+
+
+def main_table(res: dict[str, Any]) -> str:
+    seq = res["sequential"]
+    rows = [_row("dev cluster cold start (RM+NM until the node is RUNNING)", "devcluster", res["cluster_start_s"])]
+    for lang in res["languages"]:
+        ph = seq.get(target_name("floor", lang), {}).get("phases", [])
+        rows.append(_row("spark-submit -> application RUNNING (no gateway)", f"floor {LANG_NAMES[lang]}",
+                         [p["running"] for p in ph if "running" in p]))
+    for lang in res["languages"]:
+        floor = seq.get(target_name("floor", lang), {}).get("first_cell_s", [])
+        for kind in ("yarn-gateway", "peer"):
+            name = target_name(kind, lang)
+            if name not in seq:
+                continue
+            xs = seq[name]["first_cell_s"]
+            ratio = median(xs) / median(floor) if xs and floor else "-"
+            pr = paired_ratio(seq, name, target_name("floor", lang))
+            rows.append(_row("POST /api/kernels -> first executed cell", f"{kind} {LANG_NAMES[lang]}", xs, ratio,
+                             pr if pr is not None else "-"))
+        rows.append(_row("spark-submit -> callback -> connect -> first cell (floor)", f"floor {LANG_NAMES[lang]}",
+                         floor, 1.0 if floor else "-"))
+    return table(["measurement", "target", "N", "p50 s", "min s", "max s", "x floor (p50)", "x floor (paired)",
+                  "samples s"], rows)
+
+
+def phase_table(res: dict[str, Any]) -> str:
+    """Where the launch time goes (medians, seconds from spark-submit / POST)."""
+    seq = res["sequential"]
     rows = []
-    for name in ("floor", "yarn-gateway"):
+    for lang in res["languages"]:
+        ph = seq.get(target_name("floor", lang), {}).get("phases") or []
+        if ph:
+            def med(key: str, phases: list[dict[str, float]] = ph) -> Any:
+                xs = [p[key] for p in phases if key in p]
+                return median(xs) if xs else "-"
+
+            rows.append([f"floor {LANG_NAMES[lang]}", len(ph), med("app_id"), med("submit_exit"), med("callback"),
+                         med("connected"), med("first_cell"), med("running")])
+    text = table(["floor", "N", "app id printed", "spark-submit exited", "launcher callback", "connected",
+                  "first cell", "app RUNNING"], rows)
+    rows = []
+    for lang in res["languages"]:
+        name = target_name("yarn-gateway", lang)
         ph = seq.get(name, {}).get("phases") or []
+        floor = seq.get(target_name("floor", lang), {}).get("phases") or []
         if not ph:
             continue
-        before = [p.get("gateway_before_submit", 0.0) for p in ph]
-        after = [p.get("gateway_after_response", p.get("after_response", 0.0)) for p in ph]
-        rows.append([name, len(ph), median(before), median([p["cluster"] for p in ph]), median(after),
-                     median([b + a for b, a in zip(before, after)])])
-    return table(["target", "N", "before submit s", "cluster s (submit..response)", "response..first cell s",
-                  "outside the cluster s"], rows)
+        before = [p["gateway_before_submit"] for p in ph]
+        after = [p["gateway_after_response"] for p in ph]
+        floor_after = [p["first_cell"] - p["callback"] for p in floor]
+        rows.append([f"yarn-gateway {LANG_NAMES[lang]}", len(ph), median(before), median([p["cluster"] for p in ph]),
+                     median([f["callback"] for f in floor]) if floor else "-", median(after),
+                     median(floor_after) if floor_after else "-"])
+    text += "\n\n" + table(["gateway", "N", "POST..submit s", "submit..callback s", "floor submit..callback s",
+                            "callback..first cell s", "floor callback..first cell s"], rows)
+    return text
 
 
-def paired_ratio(seq: dict[str, Any]) -> Optional[float]:
-    """Median over rounds of (this gateway / floor) in the same round (adjacent launches)."""
-    a, b = seq["yarn-gateway"]["first_cell_s"], seq["floor"]["first_cell_s"]
-    if len(a) != len(b) or not a:
-        return None
-    return median([x / y for x, y in zip(a, b)])
+def gateway_table(res: dict[str, Any]) -> str:
+    seq, conc = res["sequential"], res["concurrent"]
+    rows = []
+    for kind in ("yarn-gateway", "peer"):
+        name = target_name(kind, "python")
+        if name not in seq:
+            continue
+        rec, c = seq[name], conc.get(kind, {})
+        rows.append([kind, mean(rec["cpu_s"]) if rec["cpu_s"] else "-",
+                     mean(rec["cpu_children_s"]) if rec["cpu_children_s"] else "-",
+                     f"{c['ok']}/{c['n']}" if c else "-", c.get("first_cell_p50_s", "-"),
+                     c.get("rss_per_kernel_mb", "-"), c.get("rss_per_connected_kernel_mb", "-"),
+                     c.get("cold_rss_per_kernel_mb", "-")])
+    return table(["Python kernels", "gw CPU s/launch (mean)", "spark-submit CPU s", "concurrent ok",
+                  "concurrent first cell p50 s", "RSS MB/kernel", "RSS MB/kernel (ws open)", "cold RSS MB/kernel"],
+                 rows)
+
+
+def report(res: dict[str, Any]) -> str:
+    idle = res.get("idle")
+    text = main_table(res) + "\n\n" + phase_table(res) + "\n\n" + gateway_table(res)
+    if idle:
+        text += "\n\n" + table(["idle kernels", "single p50 ms (before/after)", "with idle p50 ms", "ratio",
+                                "single p90 ms", "with idle p90 ms", "gw CPU share idle", "RSS MB/idle kernel"],
+                               [[idle["n_idle"], f"{idle['single_p50_ms']:.2f} ({idle['single_before_p50_ms']:.2f}/"
+                                 f"{idle['single_after_p50_ms']:.2f})", idle["idle_p50_ms"], idle["ratio_p50"],
+                                 idle["single_p90_ms"], idle["idle_p90_ms"], idle["gateway_cpu_share_idle"],
+                                 idle["rss_per_idle_kernel_mb"]]])
+    text += "\n\n" + table(["target", "value", "limit", "result"], targets(res))
+    failures = [(n, f) for n, rec in res["sequential"].items() for f in rec.get("failures", [])]
+    for name, failure in failures:
+        text += f"\nfailed launch: {name}: {failure[:300]}"
+    for note in res.get("notes", []):
+        text += f"\nnote: {note}"
+    return text
 
 
 def targets(res: dict[str, Any]) -> list[list[Any]]:
     seq, conc, idle = res["sequential"], res["concurrent"], res.get("idle")
-    floor = median(seq["floor"]["first_cell_s"])
-    ours = seq["yarn-gateway"]
     out: list[list[Any]] = []
 
     def check(name: str, value: Any, limit: str, ok: Optional[bool]) -> None:
         out.append([name, value, limit, "n/a" if ok is None else ("PASS" if ok else "FAIL")])
 
-    check("launch / floor", median(ours["first_cell_s"]) / floor, "<= 1.1", median(ours["first_cell_s"]) <= 1.1 * floor)
-    pr = paired_ratio(seq)
-    check("launch / floor, paired per round (info)", pr if pr is not None else "-", "<= 1.1", None)
+    for lang in res["languages"]:
+        ours = seq.get(target_name("yarn-gateway", lang), {}).get("first_cell_s", [])
+        floor = seq.get(target_name("floor", lang), {}).get("first_cell_s", [])
+        if ours and floor:
+            ratio = median(ours) / median(floor)
+            check(f"{LANG_NAMES[lang]} launch / floor", ratio, "<= 1.1", ratio <= 1.1)
+            pr = paired_ratio(seq, target_name("yarn-gateway", lang), target_name("floor", lang))
+            check(f"{LANG_NAMES[lang]} launch / floor, paired per round (info)", pr if pr is not None else "-",
+                  "<= 1.1", None)
     c = conc.get("yarn-gateway")
-    check(f"{c['n'] if c else 16} concurrent all succeed", f"{c['ok']}/{c['n']}" if c else "-", "all",
-          bool(c) and c["ok"] == c["n"])
+    if c:
+        check(f"{c['n']} concurrent all succeed", f"{c['ok']}/{c['n']}", "all", c["ok"] == c["n"])
     peer_c = conc.get("peer")
     check("peer concurrent (recorded)", f"{peer_c['ok']}/{peer_c['n']}" if peer_c else "not run", "-", None)
-    if "peer" in seq and seq["peer"]["cpu_s"]:
-        ratio = mean(ours["cpu_s"]) / mean(seq["peer"]["cpu_s"])
+    ours_cpu = seq.get(target_name("yarn-gateway", "python"), {}).get("cpu_s", [])
+    peer_cpu = seq.get(target_name("peer", "python"), {}).get("cpu_s", [])
+    if ours_cpu and peer_cpu and mean(peer_cpu) > 0:
+        ratio = mean(ours_cpu) / mean(peer_cpu)
         check("CPU s/launch vs peer", ratio, "<= 0.5", ratio <= 0.5)
     else:
         check("CPU s/launch vs peer", "peer not run", "<= 0.5", None)
@@ -358,68 +467,114 @@ def targets(res: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
+# ------------------------------------------------------------------------- main
+
+
+async def run(ns: argparse.Namespace, res: dict[str, Any]) -> str:
+    langs = [x.strip().lower() for x in ns.languages.split(",") if x.strip()]
+    unknown = [x for x in langs if x not in SPECS]
+    if unknown:
+        raise SystemExit(f"unknown language(s) {unknown}: choose from {', '.join(SPECS)}")
+    res["languages"] = langs
+    workdir = make_workdir("yarnbench-launch-")
+    res["workdir"] = workdir
+    log(f"workdir {workdir}; {ns.cluster_starts} cold start(s) of the dev cluster on port base {ns.port_base}")
+    cluster: Optional[YarnCluster] = None
+    gw: Optional[GatewayProcess] = None
+    peer: Optional[PeerGateway] = None
+    floor: Optional[Floor] = None
+    try:
+        cluster, res["cluster_start_s"] = await asyncio.to_thread(start_cluster, workdir, ns.port_base,
+                                                                  ns.cluster_starts)
+        res["rm_url"] = cluster.rm_url
+        spark_home, note = bench_spark_home(cluster, workdir)
+        res["spark_home"] = spark_home
+        if note:
+            res["notes"].append(note)
+            log(note)
+        floor = Floor(cluster, spark_home, kernel_bounds(cluster))
+        await floor.start()
+        gw = gateway_process(cluster, spark_home, workdir)
+        await gw.start()
+        assert gw.proc is not None
+        client = GatewayClient(gw.url, TOKENS["alice"])
+        tgts: dict[str, RestTarget] = {
+            target_name("yarn-gateway", lang): RestTarget("yarn-gateway", client, SPECS[lang], lang, gw.proc.pid,
+                                                          gw.log_path) for lang in langs}
+        peer = PeerGateway(cluster, spark_home, workdir)
+        why = "--no-peer" if ns.no_peer else ("Python not measured" if "python" not in langs else peer.available())
+        if why is None:
+            res["peer_kernelspec"] = peer.install_spec()
+            await peer.start()
+            assert peer.proc is not None
+            tgts[target_name("peer", "python")] = RestTarget("peer", peer.client(), PEER_SPEC, "python",
+                                                             peer.proc.pid)
+        else:
+            res["notes"].append(f"peer not run: {why}")
+            log(f"peer not run: {why}")
+        res["sequential"] = await sequential(tgts, floor, langs, cluster, ns.rounds, ns.warmup)
+        if ns.concurrent and "python" in langs:
+            for kind in ("yarn-gateway", "peer"):
+                name = target_name(kind, "python")
+                if name in tgts:
+                    res["concurrent"][kind] = await concurrent(tgts[name], cluster, ns.concurrent)
+        if ns.idle:
+            res["idle"] = await idle_kernels(workdir, cluster, spark_home, ns.idle, ns.round_trips)
+    finally:
+        if peer is not None:
+            await peer.stop()
+        if gw is not None:
+            await gw.close()
+        if floor is not None:
+            await floor.stop()
+        if cluster is not None:
+            await asyncio.to_thread(kill_live_apps, cluster)
+            await asyncio.to_thread(stop_cluster, cluster, ns.keep_logs)
+    return workdir
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 rounds, 4 concurrent, 40 idle kernels")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--concurrent", type=int, default=None)
-    ap.add_argument("--idle", type=int, default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="2 rounds, 2 cluster cold starts, 2 concurrent, 40 idle kernels")
+    ap.add_argument("--rounds", type=int, default=None, help="measured rounds (default 7, quick 2)")
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up rounds, not counted (default 1)")
+    ap.add_argument("--cluster-starts", type=int, default=None, help="dev cluster cold starts (default 3, quick 2)")
+    ap.add_argument("--concurrent", type=int, default=None,
+                    help="simultaneous Python launches per gateway, 0 = none (default 4, quick 2)")
+    ap.add_argument("--idle", type=int, default=None, help="idle tiny kernels (default 200, quick 40)")
+    ap.add_argument("--languages", default="python,scala,r")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
+                    help=f"the dev cluster's port base (default {DEFAULT_PORT_BASE}, env YARN_BENCH_PORT_BASE)")
+    ap.add_argument("--keep-logs", action="store_true",
+                    help="stop the cluster but keep its directory (container logs) under the work directory")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of the tables")
     ap.add_argument("--report", metavar="JSON", help="print the tables of an earlier results file and exit")
     ns = ap.parse_args()
     if ns.report:
         with open(ns.report) as f:
             print(report(json.load(f)))
         return 0
-    rounds = ns.rounds or (2 if ns.quick else 7)
-    n_conc = ns.concurrent or (4 if ns.quick else 16)
-    n_idle = ns.idle if ns.idle is not None else (40 if ns.quick else 200)
-    from yarn_bench_env import make_workdir
-
-    workdir = make_workdir("yarnbench-launch-")
-    log(f"workdir {workdir}; starting the minicluster")
-    cluster = await asyncio.to_thread(start_cluster)
-    gw: Optional[GatewayProcess] = None
-    peer: Optional[PeerGateway] = None
-    floor = Floor(cluster)
-    res: dict[str, Any] = {"machine": machine(), "rounds": rounds, "concurrent": {}, "notes": [],
+    ns.rounds = ns.rounds or (2 if ns.quick else 7)
+    ns.cluster_starts = ns.cluster_starts or (2 if ns.quick else 3)
+    ns.concurrent = ns.concurrent if ns.concurrent is not None else (2 if ns.quick else 4)
+    ns.idle = ns.idle if ns.idle is not None else (40 if ns.quick else 200)
+    ns.round_trips = 50 if ns.quick else 200
+    # The host name resolves to loopback here: Spark's client and drivers bind 127.0.0.1.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    res: dict[str, Any] = {"machine": machine(), "command": " ".join(["bench/yarn_launch.py", *sys.argv[1:]]),
+                           "rounds": ns.rounds, "warmup": ns.warmup, "concurrent": {}, "notes": [],
                            "loadavg_at_start": loadavg()}
-    try:
-        await floor.start()
-        gw = gateway_process(cluster, workdir)
-        await gw.start()
-        assert gw.proc is not None
-        tgts: dict[str, RestTarget] = {
-            "yarn-gateway": RestTarget("yarn-gateway", GatewayClient(gw.url, TOKENS["alice"]), YARN_SPEC, gw.proc.pid,
-                                       gw.log_path)}
-        peer = PeerGateway(cluster, workdir)
-        why = "--no-peer" if ns.no_peer else peer.available()
-        if why is None:
-            res["peer_kernelspec"] = peer.install_spec()
-            await peer.start()
-            assert peer.proc is not None
-            tgts["peer"] = RestTarget("peer", peer.client(), PEER_SPEC, peer.proc.pid)
-        else:
-            res["notes"].append(f"peer not run: {why}")
-            log(f"peer not run: {why}")
-        res["sequential"] = await sequential(tgts, floor, cluster, rounds)
-        for name, tgt in tgts.items():
-            res["concurrent"][name] = await concurrent(tgt, cluster, n_conc)
-        if n_idle:
-            res["idle"] = await idle_kernels(workdir, cluster, n_idle, 50 if ns.quick else 200)
-    finally:
-        if peer is not None:
-            await peer.stop()
-        if gw is not None:
-            await gw.close()
-        await floor.stop()
-        await asyncio.to_thread(kill_live_apps, cluster)
-        await asyncio.to_thread(cluster.close)
+    workdir = await run(ns, res)
     res["loadavg_at_end"] = loadavg()
     text = report(res)
-    print("\n" + text)
     path = write_results("yarn_launch", {**res, "table": text})
-    print(f"\nresults: {path}  (logs under {workdir})")
+    if ns.json:
+        print(json.dumps({**res, "results_file": str(path)}, indent=2, default=str))
+    else:
+        print("\n" + text)
+        print(f"\nresults: {path}  (logs under {workdir})")
     return 0
 
 

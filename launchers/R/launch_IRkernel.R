@@ -27,9 +27,14 @@
 local({
   yg_env <- environment()
 
+  # The directory the script was started from, symbolic links NOT resolved: YARN localizes each
+  # shipped file into a cache directory of its own and links it into the container's working
+  # directory, so only that directory holds the script and the files next to it.
   yg_script_dir <- function() {
     f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
-    if (length(f) == 1L) dirname(normalizePath(f)) else getwd()
+    if (length(f) != 1L) return(getwd())
+    if (!startsWith(f, "/")) f <- file.path(getwd(), f)
+    dirname(f)
   }
 
   yg_log <- function(...) {
@@ -236,8 +241,12 @@ local({
     argv <- c(python, file.path(dir, "launch_r_helper.py"), "--kernel-id", opts$kernel_id,
               "--response-address", opts$response_address, "--public-key", opts$public_key,
               "--port-range", opts$port_range, "--r-pid", Sys.getpid(), "--launch-timeout", timeout)
-    # exec: the helper replaces the shell, so it is this process's child and sees our pid.
-    helper <- pipe(paste("exec", paste(shQuote(argv), collapse = " ")), open = "w")
+    # exec: the helper (through env) replaces the shell, so it is this process's child and sees our
+    # pid. PYTHONPATH: Python puts the script's resolved directory first on sys.path, and YARN's
+    # link for launch_r_helper.py points into a cache directory without launcher_protocol.py.
+    pythonpath <- paste(c(dir, Sys.getenv("PYTHONPATH")[nzchar(Sys.getenv("PYTHONPATH"))]), collapse = ":")
+    helper <- pipe(paste("exec env", shQuote(paste0("PYTHONPATH=", pythonpath)), paste(shQuote(argv), collapse = " ")),
+                   open = "w")
     line <- jsonlite::toJSON(list(launch_token = token, connection_info = info), auto_unbox = TRUE)
     writeLines(line, helper)
     flush(helper)

@@ -76,6 +76,9 @@ class SparkHolder:
 
             session = SparkSession.builder.getOrCreate()
             self.session, self.sc = session, session.sparkContext
+            # Scala's SparkContext has deployMode; PySpark's has not: the same cell works in both.
+            if not hasattr(self.sc, "deployMode"):
+                self.sc.deployMode = self.sc.getConf().get("spark.submit.deployMode", "client")
             log.info("Spark session ready (application %s)", self.sc.applicationId)
         except Exception as e:
             self.error = f"{type(e).__name__}: {e}"
@@ -263,8 +266,22 @@ def _launch_timeout() -> float:
         return 120.0
 
 
+def _log_stream() -> Any:
+    """The container's stderr, kept apart from the kernel's output.
+
+    ipykernel captures file descriptors 1 and 2 into the running cell's output
+    (``capture_fd_output``), so anything the launcher logged through fd 2 after the kernel
+    started (the "Spark session ready" line, during the first Spark cell) would show up in
+    the notebook. A duplicate taken before the kernel starts still goes to the container log.
+    """
+    try:
+        return os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    except OSError:
+        return sys.__stderr__
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    logging.basicConfig(stream=sys.__stderr__, level=logging.INFO,
+    logging.basicConfig(stream=_log_stream(), level=logging.INFO,
                         format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
     args = parse_args(argv)
     token = os.environ.pop("KERNEL_LAUNCH_TOKEN", "")

@@ -6,23 +6,21 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from helpers.gateway_fixtures import TOKENS
-from helpers.minicluster import ClusterThread
+from helpers.yarn_cluster import YarnCluster
 from helpers.yarn_specs import make_spec
 
 SPEC = "spark_python_yarn_cluster"
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterThread]:
-    mc = ClusterThread(ha=True)
-    yield mc
-    mc.close()
+@pytest.fixture
+def cluster(ha_cluster: YarnCluster) -> YarnCluster:
+    """The session's real two-RM YARN: `check` must find the active one among both."""
+    return ha_cluster
 
 
 def run_check(config: str, quiet: bool = True) -> tuple[int, list[str]]:
@@ -39,7 +37,7 @@ def write_config(path: Any, values: dict[str, dict[str, Any]]) -> str:
     return str(path)
 
 
-def good_setup(tmp: Any, cluster: ClusterThread) -> dict[str, dict[str, Any]]:
+def good_setup(tmp: Any, cluster: YarnCluster) -> dict[str, dict[str, Any]]:
     tokens = tmp / "tokens"
     tokens.write_text("".join(f"{u} {t}\n" for u, t in TOKENS.items()))
     os.chmod(tokens, 0o600)
@@ -50,6 +48,7 @@ def good_setup(tmp: Any, cluster: ClusterThread) -> dict[str, dict[str, Any]]:
         "TokenAuthenticator": {"token_file": str(tokens)},
         "AccessPolicy": {"admin_users": {"admin"}},
         "YarnServices": {"hadoop_conf_dir": cluster.conf_dir, "spark_home": cluster.spark_home,
+                         "spark_conf_dir": cluster.spark_conf_dir,
                          "port_range": "43100..43199", "response_ip": "127.0.0.1",
                          "response_advertise_host": "127.0.0.1"},
         "DirectoryStore": {"directory": str(tmp / "sessions")},
@@ -65,7 +64,7 @@ def by_name(lines: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def test_admin_check_good_setup_passes(tmp_path: Any, cluster: ClusterThread) -> None:
+def test_admin_check_good_setup_passes(tmp_path: Any, cluster: YarnCluster) -> None:
     rc, lines = run_check(write_config(tmp_path / "gw.py", good_setup(tmp_path, cluster)))
     assert rc == 0, "\n".join(lines)
     assert not [ln for ln in lines if ln.startswith("FAIL")]
@@ -75,12 +74,12 @@ def test_admin_check_good_setup_passes(tmp_path: Any, cluster: ClusterThread) ->
         assert names.get(name) == ["OK"], (name, lines)
     rm = [ln for ln in lines if ln.startswith("OK rm ")]
     assert len(rm) == 2, lines
-    assert any(f"rm {cluster.mc.active_rm_url}: active" in ln for ln in rm)
+    assert any(f"rm {cluster.rm_url}: active" in ln for ln in rm)
     assert any(": standby" in ln for ln in rm)  # the HA standby is noted, not failed
     assert lines[-1].endswith(" 0 FAIL")
 
 
-def test_admin_check_broken_setup_names_each_failure(tmp_path: Any, cluster: ClusterThread) -> None:
+def test_admin_check_broken_setup_names_each_failure(tmp_path: Any, cluster: YarnCluster) -> None:
     cfg = good_setup(tmp_path, cluster)
     os.chmod(cfg["TokenAuthenticator"]["token_file"], 0o666)  # world-writable
     empty_spark = tmp_path / "spark-no-submit"
@@ -95,7 +94,7 @@ def test_admin_check_broken_setup_names_each_failure(tmp_path: Any, cluster: Clu
     broken_spec.mkdir()
     (broken_spec / "kernel.json").write_text("{not json")
     cfg["YarnServices"].update(spark_home=str(empty_spark), hadoop_conf_dir=str(bad_conf), port_range="43199..43100",
-                               rm_endpoints=[cluster.mc.active_rm_url, dead])
+                               rm_endpoints=[cluster.rm_url, dead])
     cfg["KerberosLogin"] = {"keytab": str(tmp_path / "missing.keytab"), "principal": "yarngw/localhost@EXAMPLE.COM"}
     rc, lines = run_check(write_config(tmp_path / "gw.py", cfg))
     assert rc == 1, "\n".join(lines)
@@ -106,7 +105,7 @@ def test_admin_check_broken_setup_names_each_failure(tmp_path: Any, cluster: Clu
     assert "writable by group or others (mode 0666)" in text
     assert "spark-no-submit/bin/spark-submit does not exist" in text
     assert "yarn-site.xml is not valid XML" in text
-    assert f"FAIL rm {dead}: unreachable" in text and f"OK rm {cluster.mc.active_rm_url}: active" in text
+    assert f"FAIL rm {dead}: unreachable" in text and f"OK rm {cluster.rm_url}: active" in text
     assert "missing.keytab' is missing or unreadable" in text
     assert lines[-1].endswith(" 7 FAIL")
 
@@ -128,3 +127,4 @@ def test_admin_check_bad_config_and_paths(tmp_path: Any) -> None:
     (tmp_path / "syntax.py").write_text("c.YarnGatewayApp.port = \n")
     rc, lines = run_check(str(tmp_path / "syntax.py"))
     assert rc == 1 and lines[0].startswith("FAIL config:") and "SyntaxError" in lines[0]
+

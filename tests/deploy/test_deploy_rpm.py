@@ -1,4 +1,4 @@
-"""Issue 8 acceptance 1: `make rpm` builds; the installed package runs a YARN kernel as yarngw.
+"""Issue 8 acceptance 1: `make rpm` builds; the installed package runs a YARN kernel as yarngw on a real YARN.
 
 The package is installed into this (throwaway CI) machine with `rpm -i --nodeps`: Debian's
 rpm database knows none of the Requires (python3, shadow-utils), the files are all there.
@@ -23,12 +23,16 @@ import pytest
 from deploy_support import REPO, TOKEN, free_port, run, wait_api, write_token_file
 
 from helpers.gwclient import GatewayClient
+from helpers.yarn_cluster import YarnCluster, default_port_base
 
 pytestmark = [pytest.mark.e2e]
 
 ROOT = "/opt/yarn-gateway"
 CONFIG = "/etc/yarn-gateway/yarn_gateway_config.py"
 UNIT = "/usr/lib/systemd/system/yarn-gateway.service"
+SERVICE_USER = "yarngw"
+#: The RPM test's cluster sits next to the session's (port base + 0; Kerberos + 1000, HA + 2000).
+RPM_CLUSTER_OFFSET = 500
 
 
 @pytest.fixture(scope="module")
@@ -91,36 +95,39 @@ def test_deploy_rpm_unit_verifies(installed: str) -> None:
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
 
 
-@pytest.mark.jvm
-async def test_deploy_rpm_daemon_runs_yarn_kernel(installed: str) -> None:
-    from helpers.minicluster import ClusterThread
-    from yarn_gateway.minicluster.spark_home import install_fake_spark_home
+@pytest.fixture(scope="module")
+def rpm_cluster() -> Iterator[YarnCluster]:
+    """A real YARN of its own (the session's lets root, not yarngw, impersonate): its proxyuser rule
+    lets the service account submit as alice, the kernel's user."""
+    cluster = YarnCluster.start("simple", port_base=default_port_base("simple") + RPM_CLUSTER_OFFSET,
+                                submitter=SERVICE_USER, proxy_users="alice")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
-    user = "yarngw"
-    cluster = await asyncio.to_thread(
-        ClusterThread, proxyusers={user: {"users": "alice", "hosts": "*"}}, node_memory_mb=16384)
+
+@pytest.mark.jvm
+async def test_deploy_rpm_daemon_runs_yarn_kernel(installed: str, rpm_cluster: YarnCluster) -> None:
+    cluster = rpm_cluster
+    user = SERVICE_USER
     proc: Any = None
     work = tempfile.mkdtemp(prefix="yarngw-rpm-", dir="/tmp")
     try:
         os.chmod(work, 0o711)
-        # The cluster's own fake SPARK_HOME runs the test venv's Python (under /root, not for yarngw):
-        # give the service account one that runs the installed venv's Python.
-        spark_home = install_fake_spark_home(os.path.join(cluster.base, "spark-home-rpm"), cluster.conf_dir,
-                                             python=f"{ROOT}/venv/bin/python")
-        # Stand-in for HDFS: the service account (not root) stages the kernels' files, as the
-        # proxy user, under dfs/user/<user>/.sparkStaging; let it create those directories.
-        for sub in ("dfs", "dfs/user"):
-            os.makedirs(os.path.join(cluster.base, sub), exist_ok=True)
-            os.chmod(os.path.join(cluster.base, sub), 0o1777)
         tokens = write_token_file(os.path.join(work, "tokens"), owner=user)
         port = free_port()
         log = os.path.join(work, "gateway.log")
+        # What /etc/sysconfig/yarn-gateway holds on an edge node: the cluster's client configuration
+        # (readable by yarngw), Spark and its conf dir. No HDFS here: spark-submit stages the kernel's
+        # files under the service account's home (/var/lib/yarn-gateway), where the NodeManager reads them.
         env = {"PATH": "/usr/bin:/bin", "HOME": "/var/lib/yarn-gateway", "LANG": "C.UTF-8",
-               "HADOOP_CONF_DIR": cluster.conf_dir, "SPARK_HOME": spark_home,
+               "HADOOP_CONF_DIR": cluster.conf_dir, "SPARK_HOME": cluster.spark_home,
+               "SPARK_CONF_DIR": cluster.spark_conf_dir, "SPARK_LOCAL_IP": "127.0.0.1",
                "YARN_GATEWAY_IP": "127.0.0.1", "YARN_GATEWAY_PORT": str(port), "YARN_GATEWAY_TOKEN_FILE": tokens,
                "YARN_GATEWAY_PORT_RANGE": "43500..43999", "YARN_GATEWAY_ADVERTISE_HOST": "127.0.0.1"}
-        if "YARN_GATEWAY_CLUSTER_ENV" in os.environ:
-            env["YARN_GATEWAY_CLUSTER_ENV"] = os.environ["YARN_GATEWAY_CLUSTER_ENV"]
+        if os.environ.get("JAVA_HOME"):
+            env["JAVA_HOME"] = os.environ["JAVA_HOME"]
         with open(log, "wb") as logf:
             proc = subprocess.Popen(["/usr/bin/yarn-gateway", f"--config={CONFIG}"], env=env, user=user,
                                     group=user, extra_groups=[], cwd="/var/lib/yarn-gateway",
@@ -131,25 +138,34 @@ async def test_deploy_rpm_daemon_runs_yarn_kernel(installed: str) -> None:
         client = GatewayClient(f"http://127.0.0.1:{port}/", TOKEN)
         specs = await client.request("GET", "api/kernelspecs")
         assert specs.code == 200 and specs.body["default"] == "spark_python_yarn_cluster", specs.body
-        kid = await client.start_kernel("spark_python_yarn_cluster")
-        apps = [a for a in (await asyncio.to_thread(lambda: cluster.apps)).values()]
-        assert apps, "no YARN application was submitted"
+        try:
+            kid = await client.start_kernel("spark_python_yarn_cluster")
+        except AssertionError as exc:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                raise AssertionError(f"{exc}\n--- gateway log ---\n{f.read()[-4000:]}") from None
+        apps = await asyncio.to_thread(cluster.apps_of)
+        assert len(apps) == 1, apps
+        app_id = str(apps[0]["id"])
         ws = await client.connect(kid)
         res = await ws.execute("6 * 7", timeout=120)
         assert res.status == "ok" and res.text == "42", (res.status, res.error)
-        # The kernel runs in a YARN container as the caller, not on the gateway as yarngw.
+        # The kernel runs in a YARN container as the caller, not on the gateway as yarngw. (The
+        # DefaultContainerExecutor runs containers as the NodeManager's Unix account; YARN sets USER.)
         assert (await ws.execute("import getpass; getpass.getuser()")).text == "'alice'"
-        app_ids = list(await asyncio.to_thread(lambda: cluster.apps))
-        app = await asyncio.to_thread(cluster.app_json, app_ids[0])
+        app = await asyncio.to_thread(cluster.app_json, app_id)
         # Lazy SparkContext: the kernel answers before YARN reports RUNNING.
         assert app["user"] == "alice" and app["state"] in ("ACCEPTED", "RUNNING"), app
+        assert f"kernel-{kid}" in app["applicationTags"].split(","), app["applicationTags"]
+        assert (await ws.execute("sc.sparkUser()", timeout=120)).text == "'alice'"
         ws.close()
         assert (await client.request("DELETE", f"api/kernels/{kid}")).code == 204
+        done = await asyncio.to_thread(cluster.wait_app, app_id, {"FINISHED", "FAILED", "KILLED"}, 60)
+        assert done["state"] == "FINISHED", done
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 60) == 0
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        await asyncio.to_thread(cluster.close)
+        cluster.kill_live_apps()
         shutil.rmtree(work, ignore_errors=True)

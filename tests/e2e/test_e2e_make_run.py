@@ -1,4 +1,4 @@
-"""`make run` (yarn_gateway.devrun): minicluster + gateway, YARN kernels for a newcomer, Ctrl-C stops both."""
+"""`make run` (devcluster.run): a real YARN + the gateway for a newcomer; the cluster outlives the gateway."""
 
 from __future__ import annotations
 
@@ -13,45 +13,95 @@ from typing import Any
 import psutil
 import pytest
 
+from devcluster import procs
 from helpers.gwclient import GatewayClient
 from helpers.jupyter_server import free_port
+from helpers.yarn_cluster import default_port_base
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RM_CLASS = "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager"
+NM_CLASS = "org.apache.hadoop.yarn.server.nodemanager.NodeManager"
 
-async def test_make_run_serves_yarn_kernels_and_stops_cleanly(tmp_path: Any) -> None:
-    port = free_port()
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if k not in ("HADOOP_CONF_DIR", "SPARK_HOME", "YARN_GATEWAY_TOKEN")}
-    proc = subprocess.Popen([sys.executable, "-m", "yarn_gateway.devrun", f"--state-dir={state}", f"--port={port}"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+
+async def _run(state: Any, port: int, port_base: int) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HADOOP_CONF_DIR", "SPARK_HOME", "SPARK_CONF_DIR",
+                                                           "YARN_GATEWAY_TOKEN")}
+    proc = subprocess.Popen([sys.executable, "-m", "devcluster.run", f"--state-dir={state}", f"--port={port}",
+                             f"--port-base={port_base}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
+    assert proc.stdout is not None
+    while not any("listening on" in ln for ln in lines):
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 240)
+        assert line, "".join(lines)
+        lines.append(line)
+    return proc, "".join(lines)
+
+
+async def _stop(proc: subprocess.Popen[str]) -> str:
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+def _daemon_pid(state: Any, name: str) -> int:
+    pid = procs.Daemon(str(state / "yarn" / "run"), name).pid()
+    assert pid is not None, f"{name} is not running"
+    return pid
+
+
+async def test_make_run_real_yarn_outlives_the_gateway(tmp_path: Any) -> None:
+    port, port_base = free_port(), default_port_base("simple") + 4000
+    state = tmp_path / "state"
+    user = psutil.Process().username()
+    proc, text = await _run(state, port, port_base)
     try:
-        assert proc.stdout is not None
-        while not any("listening on" in ln for ln in lines):
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 90)
-            assert line, "".join(lines)
-            lines.append(line)
-        text = "".join(lines)
         assert f"--gateway-url=http://127.0.0.1:{port}" in text
+        assert re.search(rf"^ResourceManager: http://localhost:{port_base + 88}$", text, re.M), text
+        assert f"HADOOP_CONF_DIR={state}/yarn/conf" in text
         token = (state / "token").read_text().strip()
         assert oct((state / "token").stat().st_mode & 0o777) == "0o600"
-        m = re.search(r"minicluster ResourceManager: (\S+)", text)
-        assert m, text
+        # Real Hadoop daemons: Java processes running the RM and NM main classes, known by PID.
+        rm_pid, nm_pid = _daemon_pid(state, "rm1"), _daemon_pid(state, "nm")
+        assert RM_CLASS in psutil.Process(rm_pid).cmdline() and NM_CLASS in psutil.Process(nm_pid).cmdline()
+        assert os.path.basename(psutil.Process(rm_pid).cmdline()[0]) == "java"
         client = GatewayClient(f"http://127.0.0.1:{port}/", token)
         specs = (await client.request("GET", "api/kernelspecs")).body
         assert specs["default"] == "spark_python_yarn_cluster"
+        assert {"spark_python_yarn_cluster", "spark_scala_yarn_cluster", "spark_R_yarn_cluster"} <= set(
+            specs["kernelspecs"])
         kid = await client.start_kernel("spark_python_yarn_cluster")
         ws = await client.connect(kid)
-        res = await ws.execute("sc.sparkUser()", timeout=120)
-        assert res.text.strip("'") == psutil.Process().username()
+        res = await ws.execute("x = 41\nprint(sc.master, sc.deployMode, sc.applicationId, sc.sparkUser())",
+                               timeout=180)
+        assert res.status == "ok", res.error
+        assert re.fullmatch(rf"yarn cluster application_\d+_\d+ {re.escape(user)}\n", res.stdout), res.stdout
         ws.close()
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
-    assert proc.returncode == 0, out
+        out = await _stop(proc)
     assert "Stopped" in out
-    # Nothing left behind: no container process of the minicluster survives.
+    # Ctrl-C stopped the gateway only: the same RM still runs, and so does the kernel's application.
+    assert _daemon_pid(state, "rm1") == rm_pid
+    proc, text = await _run(state, port, port_base)
+    try:
+        assert "Reusing the running single-host Hadoop YARN" in text
+        assert _daemon_pid(state, "rm1") == rm_pid  # no second cluster
+        client = GatewayClient(f"http://127.0.0.1:{port}/", token)
+        listed = [k["id"] for k in (await client.request("GET", "api/kernels")).body]
+        assert kid in listed  # re-attached from its session record
+        ws = await client.connect(kid)
+        assert (await ws.execute("x + 1", timeout=60)).text == "42"
+        ws.close()
+        assert (await client.request("DELETE", f"api/kernels/{kid}")).code == 204
+    finally:
+        await _stop(proc)
+    # `make stop-cluster`: daemons and containers stop, by PID; nothing of this cluster is left.
+    stop = subprocess.run([sys.executable, "-m", "devcluster", "stop", f"--base-dir={state}/yarn",
+                           f"--port-base={port_base}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert not psutil.pid_exists(rm_pid) and not psutil.pid_exists(nm_pid)
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(state) in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, [p.info["cmdline"] for p in leftovers]

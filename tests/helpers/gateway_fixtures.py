@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, Callable
 
 import pytest
 from traitlets.config import Config
 
 from helpers.gwclient import GatewayClient
+from helpers.yarn_cluster import YarnCluster
 from yarn_gateway.app import YarnGatewayApp
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "admin": "admin-token-0123456789"}
@@ -65,6 +66,22 @@ async def make_gateway(token_file: str, sessions_dir: Any) -> AsyncIterator[Call
     yield make
     for app in started:
         await app.stop_server()
+
+
+@pytest.fixture(scope="session")
+def yarn_cluster() -> Iterator[YarnCluster]:
+    """The session's simple-mode real YARN (one RM, one NM): queues default and small."""
+    cluster = YarnCluster.start("simple")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def ha_cluster() -> Iterator[YarnCluster]:
+    """The session's real YARN with two ResourceManagers and ZooKeeper (started when first asked for)."""
+    cluster = YarnCluster.start("ha")
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

@@ -9,6 +9,9 @@ import shutil
 from typing import Any
 
 PORT_RANGE = (42000, 42999)
+#: Start-request env for a kernel that holds no executor until a job asks (dynamic allocation from 0):
+#: Spark refuses spark.executor.instances=0 without dynamic allocation.
+NO_EXECUTORS = {"KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED": "true"}
 
 
 def make_spec(dest: Any, name: str, **config: Any) -> str:

@@ -1,4 +1,4 @@
-"""A real MIT KDC (k5test) for the whole Kerberos test area, plus gateway/minicluster helpers.
+"""A real MIT KDC (k5test) for the whole Kerberos test area, plus a Kerberized real YARN and gateway helpers.
 
 One realm per session: MIT Kerberos reads KRB5_CONFIG per context, but switching realms
 inside one process is asking for trouble. The process-wide ``KRB5CCNAME`` points at a
@@ -98,16 +98,14 @@ def krb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Krb]:
         realm.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def secure_cluster(krb: Krb) -> Iterator[Any]:
-    """A secure minicluster (SPNEGO on the RM, tickets required by spark-submit); yarngw may impersonate."""
-    from helpers.minicluster import ClusterThread
+    """A real Kerberized YARN (SPNEGO on the RM's REST API, tickets on RPC); yarngw may impersonate alice and bob."""
+    from devcluster.kdc import service_keytab
+    from helpers.yarn_cluster import YarnCluster
 
-    env = os.environ.get("YARN_GATEWAY_CLUSTER_ENV", "/opt/yarn-gateway-dev/cluster-venv")
-    if not os.access(os.path.join(env, "bin", "python"), os.X_OK):
-        pytest.fail("the cluster-side environment is missing: run `make cluster-env`")
-    mc = ClusterThread(secure=True, http_keytab=krb.http_keytab, http_principal=krb.princ(HTTP_PRINCIPAL),
-                       proxyusers={"yarngw": {"users": "alice,bob", "hosts": "*"}}, node_memory_mb=32768)
+    spec = service_keytab(krb.realm, os.path.join(krb.tmpdir, "yarn-services.keytab"))
+    mc = YarnCluster.start("kerberos", submitter="yarngw", proxy_users="alice,bob", kerberos=spec)
     yield mc
     mc.close()
 

@@ -4,7 +4,7 @@ The gateway principal gets ``maxlife 30 s`` and ``maxrenewlife 60 s`` in the KDC
 first ticket dies after 30 s and cannot be renewed past 60 s: the gateway must renew it
 and then log in again from its keytab, repeatedly. Local kernels are started all along
 (the gateway's ticket is checked valid at each), and at the end a YARN kernel is launched
-on the secure minicluster: spark-submit and the RM's SPNEGO accept the latest ticket.
+on the real Kerberized YARN: spark-submit and the RM's SPNEGO accept the latest ticket.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ async def test_short_tickets_for_three_minutes(make_gateway: Any, krb: Any, secu
     kid = await alice.start_kernel("spark_python_yarn_cluster")
     rec = gw.registry.kernels[kid]
     app_id = rec.km.provisioner.app_id
-    assert secure_cluster.call(lambda: secure_cluster.mc.apps[app_id].user) == "alice"
+    assert (await asyncio.to_thread(secure_cluster.app_json, app_id))["user"] == "alice"
     ws = await alice.connect(kid)
     assert (await ws.execute("sc.sparkUser()", timeout=180)).text == "'alice'"
     ws.close()

@@ -1,4 +1,4 @@
-"""Kerberos end to end on a secure minicluster (SPNEGO RM, ticket-checking spark-submit, proxyuser rules).
+"""Kerberos end to end on a real Kerberized YARN (SPNEGO on the RM, tickets on RPC, Hadoop's proxyuser rules).
 
 Acceptance 2 (real jupyter_server + shipped renewer → YARN kernel as alice), 4 (proxyuser
 refusal → 403, no application left) and 5 (every RM call with SPNEGO, kill included;
@@ -14,7 +14,8 @@ import pytest
 
 from helpers.gwclient import GatewayClient
 from helpers.jupyter_server import JupyterServer
-from helpers.minicluster import ClusterThread
+from helpers.yarn_cluster import YarnCluster
+from helpers.yarn_specs import NO_EXECUTORS
 from yarn_gateway.kerberos import KerberosTicketError
 from yarn_gateway.yarn.rm_client import RMError
 
@@ -33,7 +34,7 @@ class Negotiate(GatewayClient):
 
 
 async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gateway: Any, krb: Any, secure_config: Any,
-                                                                     secure_cluster: ClusterThread,
+                                                                     secure_cluster: YarnCluster,
                                                                      tmp_path: Any) -> None:
     mc = secure_cluster
     gw = await make_gateway(secure_config(mc))
@@ -53,8 +54,8 @@ async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gatewa
         rec = gw.registry.kernels[kid]
         assert rec.owner == "alice"
         app_id = rec.km.provisioner.app_id
-        app = mc.call(lambda: mc.mc.apps[app_id])
-        assert app.user == "alice"
+        app = await asyncio.to_thread(mc.app_json, app_id)
+        assert app["user"] == "alice"
         ws = await desk.connect(kid)
         res = await ws.execute("sc.sparkUser()", timeout=180)
         assert res.status == "ok", res.error
@@ -62,11 +63,8 @@ async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gatewa
         ws.close()
         # Kill (DELETE) goes through the gateway's SPNEGO RM client too.
         assert (await desk.request("DELETE", f"api/kernels/{kid}")).code == 204
-        for _ in range(120):
-            if mc.call(lambda: mc.mc.apps[app_id].state) in ("FINISHED", "FAILED", "KILLED"):
-                break
-            await asyncio.sleep(0.5)
-        assert mc.call(lambda: mc.mc.apps[app_id].state) in ("FINISHED", "KILLED")
+        final = await asyncio.to_thread(mc.wait_app, app_id, {"FINISHED", "FAILED", "KILLED"})
+        assert final["state"] in ("FINISHED", "KILLED")
         # The RM client authenticated with the gateway's ticket (the process default cache does not exist).
         rm = gw.registry.yarn_services.rm()
         assert (await rm.app(app_id))["id"] == app_id
@@ -77,22 +75,22 @@ async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gatewa
 
 
 async def test_proxyuser_refused_is_403_without_leftovers(make_gateway: Any, krb: Any, secure_config: Any,
-                                                          secure_cluster: ClusterThread) -> None:
+                                                          secure_cluster: YarnCluster) -> None:
     mc = secure_cluster
     gw = await make_gateway(secure_config(mc))
-    before = set(mc.call(lambda: list(mc.mc.apps)))
+    before = {a["id"] for a in await asyncio.to_thread(mc.apps_of)}
     carol = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("carol"))
     r = await carol.request("POST", "api/kernels", {"name": SPEC}, timeout=240)
     assert r.code == 403, r.body
     assert "is not allowed to impersonate carol" in r.body["message"]
     assert "yarngw" in r.body["message"]
-    after = set(mc.call(lambda: list(mc.mc.apps)))
+    after = {a["id"] for a in await asyncio.to_thread(mc.apps_of)}
     assert after == before  # no YARN application left (none was even created)
     assert not gw.registry.kernels
 
 
 async def test_wrong_gateway_keytab_is_a_named_error(make_gateway: Any, krb: Any, secure_config: Any,
-                                                     secure_cluster: ClusterThread) -> None:
+                                                     secure_cluster: YarnCluster) -> None:
     mc = secure_cluster
     p = "yarngw/wrongkt"
     stale = krb.keytab_for(p, "wrongkt.keytab")
@@ -103,7 +101,7 @@ async def test_wrong_gateway_keytab_is_a_named_error(make_gateway: Any, krb: Any
     assert health.code == 503 and health.body["status"] == "failing"
     check = health.body["checks"][0]
     assert check["name"] == "kerberos" and check["ok"] is False and "kinit" in check["error"]
-    before = set(mc.call(lambda: list(mc.mc.apps)))
+    before = {a["id"] for a in await asyncio.to_thread(mc.apps_of)}
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     r = await alice.request("POST", "api/kernels", {"name": SPEC})
@@ -111,7 +109,7 @@ async def test_wrong_gateway_keytab_is_a_named_error(make_gateway: Any, krb: Any
     assert loop.time() - t0 < 10  # at once, not a launch timeout
     assert r.body["reason"] == "Kerberos ticket unavailable"
     assert krb.princ(p) in r.body["message"] and stale in r.body["message"]
-    assert set(mc.call(lambda: list(mc.mc.apps))) == before
+    assert {a["id"] for a in await asyncio.to_thread(mc.apps_of)} == before
     # Direct RM calls (state, kill) fail with the same named error, not a hang or a bare 401.
     named = f"no valid Kerberos ticket for principal '{krb.princ(p)}'"
     with pytest.raises((RMError, KerberosTicketError), match=named):
@@ -119,7 +117,7 @@ async def test_wrong_gateway_keytab_is_a_named_error(make_gateway: Any, krb: Any
 
 
 async def test_health_reports_the_ticket(make_gateway: Any, krb: Any, secure_config: Any,
-                                         secure_cluster: ClusterThread) -> None:
+                                         secure_cluster: YarnCluster) -> None:
     gw = await make_gateway(secure_config(secure_cluster))
     alice = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("alice"))
     r = await alice.request("GET", "api/health")
@@ -130,3 +128,29 @@ async def test_health_reports_the_ticket(make_gateway: Any, krb: Any, secure_con
     check = checks["kerberos"]
     assert check["principal"] == krb.princ("yarngw/localhost") and check["expires"].endswith("Z")
     assert check["seconds_left"] > 60
+
+
+async def test_rm_rest_refuses_the_unauthenticated_and_the_gateway_uses_spnego(make_gateway: Any, krb: Any,
+                                                                              secure_config: Any,
+                                                                              secure_cluster: YarnCluster) -> None:
+    import requests
+
+    # The RM's own SPNEGO filter (Hadoop's AuthenticationFilter), not anything of ours, answers 401.
+    r = await asyncio.to_thread(requests.get, secure_cluster.rm_url + "/ws/v1/cluster/apps", timeout=10)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Negotiate", (r.status_code, r.headers)
+    assert not r.cookies.get("hadoop.auth")  # Hadoop clears it (an empty hadoop.auth=) on a 401
+    r = await asyncio.to_thread(requests.get, secure_cluster.rm_url + "/ws/v1/cluster/apps",
+                                params={"user.name": "yarngw"}, timeout=10)
+    assert r.status_code == 401  # simple auth's ?user.name= is not accepted on a Kerberized RM
+    gw = await make_gateway(secure_config(secure_cluster))
+    alice = Negotiate(f"http://localhost:{gw.port}/", krb, krb.user_ccache("alice"))
+    kid = await alice.start_kernel(SPEC, env=NO_EXECUTORS)
+    app_id = gw.registry.kernels[kid].km.provisioner.app_id
+    # The gateway read the app's state through SPNEGO with its own keytab ticket (yarngw), and YARN
+    # ran it as the proxy user; the real Hadoop CLI, with the gateway's ticket, agrees.
+    assert (await gw.registry.yarn_services.rm().app(app_id))["user"] == "alice"
+    env = secure_cluster.cluster.client_env()
+    env.update(KRB5CCNAME=f"FILE:{gw.app.kerberos_login.ccache_path}")
+    report = await asyncio.to_thread(secure_cluster.application_status, app_id, env)
+    assert report["User"] == "alice" and "yarn-gateway-default" in report["Application Tags"].split(","), report
+    assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204

@@ -1,8 +1,8 @@
-"""Metrics, health and logs of YARN launches on the minicluster (launch phases, RM calls, secrets)."""
+"""Metrics, health and logs of YARN launches on the real dev cluster (launch phases, RM calls, secrets)."""
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,38 +10,36 @@ import pytest
 from obs_support import capture_logs, scrape, value
 
 from helpers.gateway_fixtures import TOKENS
-from helpers.minicluster import ClusterThread
-from helpers.yarn_specs import PORT_RANGE, make_spec
+from helpers.yarn_cluster import YarnCluster
+from helpers.yarn_specs import PORT_RANGE, make_spec, wait_app_state
 from yarn_gateway.app import builtin_kernelspec_dir
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
 
 SPEC = "spark_python_yarn_cluster"
+#: No executor JVM: this kernel runs no Spark job (dynamic allocation starts none until one does).
+NO_EXECUTORS = {"KERNEL_SPARK_EXECUTOR_INSTANCES": "0", "KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED": "true",
+                "KERNEL_SPARK_DYNAMIC_ALLOCATION_MAX_EXECUTORS": "1"}
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterThread]:
-    env = os.environ.get("YARN_GATEWAY_CLUSTER_ENV", "/opt/yarn-gateway-dev/cluster-venv")
-    if not os.access(os.path.join(env, "bin", "python"), os.X_OK):
-        pytest.fail("the cluster-side environment is missing: run `make cluster-env` (make test does)")
-    mc = ClusterThread(proxyusers={"root": {"users": "alice,bob", "hosts": "*"}}, node_memory_mb=32768,
-                       queues=[{"name": "default", "capacity": 100, "maximum-am-resource-percent": 1.0}])
-    yield mc
-    mc.close()
+@pytest.fixture
+def cluster(yarn_cluster: YarnCluster) -> Iterator[YarnCluster]:
+    yield yarn_cluster
+    yarn_cluster.kill_live_apps()
 
 
-def _config(cluster: ClusterThread, tmp_path: Any) -> dict[str, Any]:
+def _config(cluster: YarnCluster, tmp_path: Any) -> dict[str, Any]:
     bad = tmp_path / "exit_launcher.py"
     bad.write_text("import sys\nsys.exit(3)\n")
     make_spec(tmp_path / "specs", "obs_failing", launcher=str(bad), py_files=[])
     lo, hi = PORT_RANGE
     cfg = cluster.gateway_config(port_range=f"{lo}..{hi}")
-    cfg["KernelRegistry"] = {"launch_timeout": 90.0, "shutdown_wait_time": 20.0}
+    cfg["KernelRegistry"] = {"shutdown_wait_time": 20.0}
     cfg["YarnGatewayApp"] = {"kernelspec_dirs": [builtin_kernelspec_dir(), str(tmp_path / "specs")]}
     return cfg
 
 
-async def test_yarn_launch_phases_failure_and_rm_metrics(make_gateway: Any, cluster: ClusterThread,
+async def test_yarn_launch_phases_failure_and_rm_metrics(make_gateway: Any, cluster: YarnCluster,
                                                         tmp_path: Any) -> None:
     gw = await make_gateway(_config(cluster, tmp_path))
     alice = gw.client("alice")
@@ -60,15 +58,27 @@ async def test_yarn_launch_phases_failure_and_rm_metrics(make_gateway: Any, clus
 
     listener.register = spy  # type: ignore[method-assign]
     with capture_logs(gw.app) as buf:
-        kid = await alice.start_kernel(SPEC)
+        kid = await alice.start_kernel(SPEC, NO_EXECUTORS)
         rec = gw.registry.kernels[kid]
         app_id = rec.km.provisioner.app_id
         key = rec.km.get_connection_info()["key"]
         assert (await alice.request("POST", f"api/kernels/{kid}/interrupt")).code == 204
-        failed = await alice.request("POST", "api/kernels", {"name": "obs_failing"})
+        failed = await alice.request("POST", "api/kernels", {"name": "obs_failing", "env": NO_EXECUTORS})
         assert failed.code == 500, failed.body
+        # The launcher exited 3 in the AM container: the message gives YARN's summary and the AM's
+        # own words for it, not the container log's INFO lines and stack frames YARN wraps them in.
+        message = failed.body["message"]
+        failed_app = message.split("YARN application ", 1)[1].split(")", 1)[0]
+        assert f"{failed_app}) ended FAILED/FAILED before the kernel started" in message, message
+        assert "ERROR ApplicationMaster: User application exited with status 3" in message, message
+        assert " INFO " not in message and "\tat " not in message and len(message.splitlines()) <= 8, message
+        assert (await asyncio.to_thread(cluster.app_json, failed_app))["state"] == "FAILED"
         m = await scrape(gw)
+        # Lazy Spark starts by itself: once the AM registered (RUNNING), stopping the kernel ends it FINISHED.
+        await wait_app_state(cluster, app_id, {"RUNNING"}, timeout=120)
         assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
+        final = await wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
+        assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED")
 
     launches = "yarn_gateway_kernel_launches_total"
     assert value(m, launches, outcome="success", kernelspec=SPEC) == 1

@@ -123,6 +123,24 @@ def test_dynamic_allocation_min_must_not_exceed_max() -> None:
     assert "is more than spark.dynamicAllocation.maxExecutors=8" in refused(params, STANDARD, bad)
 
 
+def test_zero_executors_need_dynamic_allocation() -> None:
+    # spark-submit itself refuses spark.executor.instances=0 without dynamic allocation
+    # ("Number of executors must be a positive number"); with it, 0 is the initial number.
+    params = kp(allowed_targets=TARGETS)
+    msg = refused(params, STANDARD, {"KERNEL_SPARK_EXECUTOR_INSTANCES": "0"})
+    assert ("KERNEL_SPARK_EXECUTOR_INSTANCES=0 (spark.executor.instances) needs "
+            "KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED=true") in msg, msg
+    assert "KERNEL_SPARK_EXECUTOR_INSTANCES" in refused(
+        params, STANDARD, {"KERNEL_SPARK_EXECUTOR_INSTANCES": "0", "KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED": "no"})
+    chosen = params.resolve("s", STANDARD, {"KERNEL_SPARK_EXECUTOR_INSTANCES": "0",
+                                            "KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED": "true"})
+    assert (chosen.conf["spark.executor.instances"], chosen.conf["spark.dynamicAllocation.enabled"]) == ("0", "true")
+    # A kernelspec that leaves dynamic allocation to its own spark_conf (no parameter for it) is not second-guessed.
+    only_instances = meta(executor_instances={})
+    assert params.resolve("s", only_instances, {"KERNEL_SPARK_EXECUTOR_INSTANCES": "0"}).conf == {
+        "spark.executor.instances": "0"}
+
+
 def test_admin_bounds_cap_the_kernelspec() -> None:
     params = kp(allowed_targets=TARGETS, bounds={"spark.driver.memory": {"max": "4g"},
                                                  "spark.driver.cores": {"min": 2},

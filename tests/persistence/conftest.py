@@ -1,4 +1,4 @@
-"""Fixtures for persistence, recovery and HA tests."""
+"""Fixtures for persistence, recovery and HA tests: the session's real YARN, ZooKeeper per test."""
 
 from __future__ import annotations
 
@@ -6,20 +6,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from persist_support import FINAL
 
-from helpers.minicluster import ClusterThread
+from helpers.yarn_cluster import YarnCluster
 from helpers.zookeeper import ZooKeeperServer
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ClusterThread]:
-    mc = ClusterThread(
-        proxyusers={"root": {"users": "alice,bob", "hosts": "*"}},
-        queues=[{"name": "default", "capacity": 100, "maximum-am-resource-percent": 1.0}],
-        node_memory_mb=65536,
-    )
-    yield mc
-    mc.close()
+@pytest.fixture
+def cluster(yarn_cluster: YarnCluster) -> Iterator[YarnCluster]:
+    yield yarn_cluster
+    # What a test left running must neither hold the shared cluster nor look like the next test's orphan.
+    for app_id in yarn_cluster.kill_live_apps(tag="yarn-gateway"):
+        yarn_cluster.wait_app(app_id, FINAL, timeout=60)
 
 
 @pytest.fixture
@@ -30,8 +28,8 @@ def zookeeper() -> Iterator[ZooKeeperServer]:
 
 
 @pytest.fixture
-def yarn_config(cluster: ClusterThread, tmp_path: Any) -> dict[str, dict[str, Any]]:
+def yarn_config(cluster: YarnCluster, tmp_path: Any) -> dict[str, dict[str, Any]]:
     cfg: dict[str, dict[str, Any]] = cluster.gateway_config()
-    cfg["KernelRegistry"] = {"launch_timeout": 180.0, "shutdown_wait_time": 20.0}
+    cfg["KernelRegistry"] = {"shutdown_wait_time": 20.0}
     cfg["DirectoryStore"] = {"directory": str(tmp_path / "sessions")}
     return cfg

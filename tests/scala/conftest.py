@@ -1,4 +1,4 @@
-"""Fixtures for the Scala (Toree) kernel tests: the launcher jar (built on demand) and one minicluster per module."""
+"""Fixtures for the Scala (Toree) kernel tests: the launcher jar (built on demand), the session's real YARN."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from helpers.minicluster import ClusterThread
+from devcluster.spark_env import DEFAULT_CLUSTER_ENV
+from helpers.yarn_cluster import YarnCluster
 from helpers.yarn_specs import yarn_gateway_config as _gateway_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ INSTALLED = [REPO / "launchers" / "python" / n for n in ("yarn-gateway-toree-lau
 
 
 def _cluster_env() -> str:
-    return os.environ.get("YARN_GATEWAY_CLUSTER_ENV", "/opt/yarn-gateway-dev/cluster-venv")
+    return os.environ.get("YARN_GATEWAY_CLUSTER_ENV", DEFAULT_CLUSTER_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +34,12 @@ def launcher_jar() -> Path:
     return LAUNCHER_JAR
 
 
-@pytest.fixture(scope="module")
-def cluster(launcher_jar: Path) -> Iterator[ClusterThread]:
-    if not os.access(os.path.join(_cluster_env(), "bin", "python"), os.X_OK):
-        pytest.fail("the cluster-side environment is missing: run `make cluster-env` (make test does)")
-    mc = ClusterThread(proxyusers={"root": {"users": "alice,bob", "hosts": "*"}}, node_memory_mb=32768,
-                       queues=[{"name": "default", "capacity": 100, "maximum-am-resource-percent": 1.0}])
-    yield mc
-    mc.close()
+@pytest.fixture
+def cluster(launcher_jar: Path, yarn_cluster: YarnCluster) -> Iterator[YarnCluster]:
+    yield yarn_cluster
+    yarn_cluster.kill_live_apps()  # what a failed test left behind must not hold the shared cluster
 
 
 @pytest.fixture
-def yarn_gateway_config(cluster: ClusterThread) -> dict[str, Any]:
+def yarn_gateway_config(cluster: YarnCluster) -> dict[str, Any]:
     return _gateway_config(cluster)

@@ -1,5 +1,6 @@
 """Issue 5, Scala half: the Toree launcher (launchers/scala) against the protocol vectors, and Scala kernels
-in YARN cluster mode through the gateway on the minicluster. At most one JVM kernel runs at a time."""
+in YARN cluster mode through the gateway on a real ResourceManager and NodeManager. At most one JVM kernel
+runs at a time (two for a moment during a restart)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
+from helpers.gwclient import ExecResult
 from helpers.yarn_specs import PORT_RANGE
 from helpers.yarn_specs import app_of as _app_of
 from helpers.yarn_specs import wait_app_state as _wait_app_state
@@ -39,10 +41,6 @@ def test_scala_launcher_passes_protocol_vectors(launcher_jar: Path) -> None:
             "negative.bad_mac", "negative.stale_ts", "negative.replayed_nonce", "negative.other_kernel"} <= checked
 
 
-
-
-
-
 async def _exec(ws: Any, code: str, timeout: float = 60, want_result: bool = False) -> Any:
     """Execute and collect. Toree 0.5 sometimes publishes execute_result after its idle status and
     execute_reply, so with ``want_result`` an ok reply without an execute_result waits briefly for it."""
@@ -65,6 +63,42 @@ async def _exec(ws: Any, code: str, timeout: float = 60, want_result: bool = Fal
     return res
 
 
+async def _exec_all(ws: Any, code: str, timeout: float = 60, linger: float = 3.0) -> ExecResult:
+    """Execute and collect everything published for the cell, including what comes up to ``linger``
+    seconds after its reply and idle status (Toree publishes some of it late)."""
+    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": True,
+                                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    await ws.send(msg)
+    res: ExecResult = await ws.collect(msg["header"]["msg_id"], timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + linger
+    while loop.time() < deadline:
+        try:
+            m = await ws.recv(max(0.05, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            break
+        if m is None or m.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+            continue
+        res.messages.append(m)
+        if m["msg_type"] == "stream":
+            if m["content"]["name"] == "stdout":
+                res.stdout += m["content"]["text"]
+            else:
+                res.stderr += m["content"]["text"]
+        elif m["msg_type"] in ("execute_result", "display_data"):
+            res.results.append(m["content"]["data"].get("text/plain", ""))
+    return res
+
+
+def _listed_with_tag(cluster: Any, tag: str) -> dict[str, tuple[str, str]]:
+    """``yarn application -list -appStates RUNNING -appTags <tag>``: {application id: (user, state)}."""
+    out = cluster.yarn("application", "-list", "-appStates", "RUNNING", "-appTags", tag)
+    assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("application_")]
+    # Application-Id, Application-Name, Application-Type, User, Queue, State, Final-State, Progress, Tracking-URL
+    return {row[0]: (row[3], row[5]) for row in rows}
+
+
 async def _text(ws: Any, code: str, timeout: float = 60) -> str:
     res = await _exec(ws, code, timeout, want_result=True)
     assert res.status == "ok" and res.results, res
@@ -77,18 +111,37 @@ async def _int(ws: Any, code: str) -> int:
 
 @pytest.mark.e2e
 @pytest.mark.jvm
-async def test_scala_kernel_as_caller_ports_in_range_bad_mac_refused_shutdown_finished(
+@pytest.mark.timeout(600)  # a driver, an executor and CLI JVMs on a small shared machine
+async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_refused_shutdown_finished(
         make_gateway: Any, cluster: Any, yarn_gateway_config: dict[str, Any]) -> None:
     gw = await make_gateway(yarn_gateway_config)
     alice = gw.client("alice")
     kid = await alice.start_kernel(SPEC)
     app_id = _app_of(gw, kid)
     ws = await alice.connect(kid)
-    assert await _text(ws, "sc.parallelize(1 to 10).sum()", timeout=120) == "55.0"
+    # The first cell, and the first to use Spark (lazy mode: the launcher creates the session in the
+    # background and `sc` waits for it). Its output is what it printed and its value: none of the launcher's
+    # log lines ("Spark session ready ...", which the launcher prints meanwhile) and none of Spark's. Toree
+    # itself may display one notice while `sc` waits for the session (a display_data, not a stream).
+    first = await _exec_all(ws, 'println("first Spark cell")\nsc.parallelize(1 to 10).sum()', timeout=180)
+    assert first.status == "ok", first
+    assert (first.stdout, first.stderr) == ("first Spark cell\n", ""), first.messages
+    shown = {t: [m["content"]["data"].get("text/plain") for m in first.messages if m["msg_type"] == t]
+             for t in ("execute_result", "display_data")}
+    assert shown["execute_result"] == ["55.0"], first.messages
+    assert set(shown["display_data"]) <= {"Waiting for a Spark session to start..."}, first.messages
+    # What Spark in the driver says about itself: YARN cluster mode, the gateway's application, the caller.
+    assert await _text(ws, "sc.deployMode") == "cluster"
+    assert await _text(ws, "sc.master") == "yarn"
+    assert await _text(ws, "sc.applicationId") == app_id
     assert await _text(ws, "sc.sparkUser") == "alice"
     assert await _text(ws, "sc.parallelize(1 to 10).map(_ * 2).sum()") == "110.0"  # a cell-defined closure
-    app = await asyncio.to_thread(cluster.app_json, app_id)
-    assert (app["user"], app["state"]) == ("alice", "RUNNING")
+    # Hadoop's own CLI: RUNNING as the proxy user, with the gateway's tags (-status does not print tags).
+    report = await asyncio.to_thread(cluster.application_status, app_id)
+    assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
+    for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
+        listed = await asyncio.to_thread(_listed_with_tag, cluster, tag)
+        assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
     # The launch token left the environment and Spark's conf; the key-holding Toree profile is deleted.
     assert await _text(ws, 'sys.env.contains("KERNEL_LAUNCH_TOKEN")') == "false"
     assert await _text(ws, 'sc.getConf.getAll.exists(_._1.contains("KERNEL_LAUNCH_TOKEN"))') == "false"
@@ -124,15 +177,21 @@ async def test_scala_kernel_as_caller_ports_in_range_bad_mac_refused_shutdown_fi
     assert answer["reason"].startswith("replayed_nonce")
     assert await _text(ws, "1 + 1") == "2"  # refused requests did nothing to the kernel
 
+    # Shutdown: Toree leaves with System.exit(0) on the gateway's shutdown_request; YARN still says SUCCEEDED.
     assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
     final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED")
-    await asyncio.sleep(1)
+    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
+    # The AM unregisters before its JVM has exited.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while psutil.pid_exists(driver.pid) and loop.time() < deadline:
+        await asyncio.sleep(0.5)
     assert not psutil.pid_exists(driver.pid)
 
 
 @pytest.mark.e2e
 @pytest.mark.jvm
+@pytest.mark.timeout(600)  # a driver, an executor and CLI JVMs on a small shared machine
 async def test_scala_eager_interrupt_sleep_and_spark_job_then_restart_gives_new_app(
         make_gateway: Any, cluster: Any, yarn_gateway_config: dict[str, Any], tmp_path: Path) -> None:
     from yarn_gateway.app import builtin_kernelspec_dir
@@ -181,11 +240,11 @@ async def test_scala_eager_interrupt_sleep_and_spark_job_then_restart_gives_new_
     second_app = _app_of(gw, kid)
     assert second_app != first_app
     old = await _wait_app_state(cluster, first_app, {"FINISHED", "FAILED", "KILLED"})
-    assert (old["state"], old["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+    assert (old["state"], old["finalStatus"]) == ("FINISHED", "SUCCEEDED"), old.get("diagnostics")
     ws2 = await bob.connect(kid)
     fresh = await _exec(ws2, "x", timeout=120)
     assert fresh.status == "error"  # a new interpreter: x is gone
     assert await _text(ws2, "sc.sparkUser") == "bob"
     assert (await bob.request("DELETE", f"api/kernels/{kid}")).code == 204
     final = await _wait_app_state(cluster, second_app, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")

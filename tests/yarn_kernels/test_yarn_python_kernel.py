@@ -1,4 +1,4 @@
-"""Issue 4 acceptance: Python kernels in YARN cluster mode, through the gateway, on the minicluster."""
+"""Python kernels in YARN cluster mode, through the gateway, on a real ResourceManager and NodeManager."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from helpers.gwclient import GatewayClient
-from helpers.yarn_specs import PORT_RANGE, make_spec
+from helpers.yarn_cluster import container_user
+from helpers.yarn_specs import NO_EXECUTORS, PORT_RANGE, make_spec
 from helpers.yarn_specs import app_of as _app_of
 from helpers.yarn_specs import wait_app_state as _wait_app_state
 from yarn_gateway_launchers import launcher_protocol as lp
@@ -45,8 +46,11 @@ async def test_python_kernel_runs_as_caller_with_spark(make_gateway: Any, cluste
     assert res.text == "1000"
     assert (await asyncio.to_thread(cluster.app_json, app_id))["state"] == "RUNNING"
     assert (await ws.execute("sc.sparkUser()")).text == "'alice'"
-    if os.geteuid() == 0:
-        assert (await ws.execute("import getpass; getpass.getuser()")).text == "'alice'"
+    # DefaultContainerExecutor: the container runs as the NodeManager's Unix account; YARN and Spark
+    # see the proxy user (a LinuxContainerExecutor cluster would run it as alice).
+    # ($USER says alice: YARN sets it for the container.)
+    assert (await ws.execute("import os, pwd; pwd.getpwuid(os.geteuid()).pw_name")).text == repr(container_user())
+    assert (await ws.execute("os.environ['USER']")).text == "'alice'"
 
     # 6: every port of the launcher and of the response listener lies inside the range.
     rec = gw.registry.kernels[kid]
@@ -93,6 +97,27 @@ async def test_python_kernel_runs_as_caller_with_spark(make_gateway: Any, cluste
     assert not psutil.pid_exists(launcher.pid)
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if app_id in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, leftovers
+
+
+async def test_python_kernel_is_a_cluster_mode_driver_that_yarn_knows(make_gateway: Any, cluster: Any,
+                                                                       yarn_gateway_config: dict[str, Any]) -> None:
+    """The first Spark cell: the driver is in YARN's AM container, as the caller, and prints only its own output."""
+    gw = await make_gateway(yarn_gateway_config)
+    alice = gw.client("alice")
+    kid = await alice.start_kernel(SPEC)
+    app_id = _app_of(gw, kid)
+    ws = await alice.connect(kid)
+    res = await ws.execute("print(sc.master, sc.deployMode, sc.applicationId, sc.sparkUser())", timeout=180)
+    assert res.status == "ok", res.error
+    assert res.stdout == f"yarn cluster {app_id} alice\n"
+    assert res.stderr == "", res.stderr  # no launcher log line ("Spark session ready ...") in the cell
+    # The real Hadoop CLI (ApplicationCLI from the Maven jars) sees it RUNNING, as alice, with our tags.
+    report = await asyncio.to_thread(cluster.application_status, app_id)
+    assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
+    assert {"yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"} <= set(report["Application Tags"].split(","))
+    # The launcher's log line went to the container's stderr instead.
+    assert "Spark session ready" in await asyncio.to_thread(cluster.container_log, app_id, "stderr")
+    assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
 
 
 async def test_interrupt_cancels_spark_job_and_restart_gives_new_app(make_gateway: Any, cluster: Any,
@@ -183,7 +208,7 @@ async def test_hostile_response_socket_does_not_delay_a_real_launch(make_gateway
     assert (await gw.client("bob").request("DELETE", f"api/kernels/{kid}")).code == 204
 
 
-async def test_eight_concurrent_starts_by_two_users_respect_the_submit_cap(
+async def test_concurrent_starts_by_two_users_respect_the_submit_cap(
         make_gateway: Any, cluster: Any, yarn_gateway_config: dict[str, Any]) -> None:
     gw = await make_gateway(yarn_gateway_config)
     services = gw.registry.yarn_services
@@ -197,9 +222,11 @@ async def test_eight_concurrent_starts_by_two_users_respect_the_submit_cap(
             await asyncio.sleep(0.01)
 
     sampler = asyncio.ensure_future(sample())
-    users = ["alice", "bob"] * 4
+    # Three starts against a cap of two (a 2-core machine holds few YARN kernels at once): the third
+    # waits for a slot; none of them holds an executor (dynamic allocation from zero).
+    users = ["alice", "bob", "alice"]
     try:
-        kids = await asyncio.gather(*(gw.client(u).start_kernel(SPEC) for u in users))
+        kids = await asyncio.gather(*(gw.client(u).start_kernel(SPEC, NO_EXECUTORS) for u in users))
     finally:
         done.set()
         await sampler
@@ -225,9 +252,8 @@ async def _start_fails(gw: Any, user: str, spec: str) -> Any:
 
 
 def _no_live_apps(cluster: Any, user: str) -> None:
-    live = [a for a in cluster.apps.values()
-            if getattr(a, "user", None) == user and str(getattr(a, "state", "")) in ("ACCEPTED", "RUNNING")]
-    assert not live, live
+    live = cluster.live_apps(user, tag="yarn-gateway")
+    assert not live, [(a["id"], a["state"]) for a in live]
 
 
 async def test_spark_submit_refused_impersonation(make_gateway: Any, cluster: Any,
@@ -285,21 +311,26 @@ async def test_launcher_never_calls_back_times_out_and_kills(make_gateway: Any, 
 
 async def test_rm_unreachable(make_gateway: Any, cluster: Any, tmp_path: Any,
                               yarn_gateway_config: dict[str, Any]) -> None:
+    """A ResourceManager nobody answers for (RPC and REST): the start fails naming it, quickly."""
     conf = tmp_path / "deadconf"
     shutil.copytree(cluster.conf_dir, conf)
+    from devcluster.config import write_xml
     from helpers.jupyter_server import free_port
-    from yarn_gateway.minicluster.hadoop_conf import read_conf, write_conf
+    from yarn_gateway.yarn.hadoop_conf import read_conf
 
-    dead = f"localhost:{free_port()}"
     site = read_conf(str(conf / "yarn-site.xml"))
     for k in list(site):
-        if k.startswith("yarn.resourcemanager.webapp.address"):
-            site[k] = dead
-    write_conf(str(conf / "yarn-site.xml"), site)
+        if k.startswith("yarn.resourcemanager.") and k.endswith("address"):
+            site[k] = f"localhost:{free_port()}"
+    # spark-submit's own give-up time (Hadoop's default is 15 minutes of retries).
+    site["yarn.resourcemanager.connect.max-wait.ms"] = "4000"
+    site["yarn.resourcemanager.connect.retry-interval.ms"] = "1000"
+    write_xml(str(conf / "yarn-site.xml"), site)
     cfg = json.loads(json.dumps(yarn_gateway_config))
     cfg["YarnServices"]["hadoop_conf_dir"] = str(conf)
-    cfg["KernelRegistry"]["launch_timeout"] = 60.0
     gw = await make_gateway(cfg)
     r = await _start_fails(gw, "alice", SPEC)
     assert r.code in (500, 503)
-    assert "ResourceManager" in r.body["message"] or "Connection refused" in r.body["message"], r.body
+    msg = r.body["message"]
+    assert "spark-submit failed" in msg and ("Connection refused" in msg or "ConnectException" in msg), msg
+    assert "\tat " not in msg

@@ -26,6 +26,7 @@ import requests
 
 from ..kerberos import read_tgt
 from ..utils import isoformat_z
+from ..yarn.hadoop_conf import load_hadoop_conf, read_conf, rm_webapp_urls
 from .check_gateway import FAIL, OK, WARN, Check
 
 if TYPE_CHECKING:
@@ -85,8 +86,6 @@ class YarnChecks:
             yield Check(OK, "spark-submit", path)
 
     def hadoop_conf(self) -> Iterator[Check]:
-        from ..minicluster.hadoop_conf import read_conf
-
         d = self.services.hadoop_conf_dir
         if not os.path.isdir(d):
             yield Check(FAIL, "hadoop-conf", f"HADOOP_CONF_DIR {d} does not exist or is not a directory "
@@ -142,8 +141,6 @@ class YarnChecks:
 
     # -- ResourceManager ------------------------------------------------------------------------------
     def rm_endpoints(self) -> list[str]:
-        from ..minicluster.hadoop_conf import load_hadoop_conf, rm_webapp_urls
-
         if self.services.rm_endpoints:
             return [str(e).rstrip("/") for e in self.services.rm_endpoints]
         try:

@@ -7,6 +7,7 @@ reach a kernel: local kernels start from a scrubbed copy of the gateway's enviro
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -40,18 +41,19 @@ def validate_request_env(env: Any, allowed: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def launch_timeout(env: Mapping[str, str], default: float, maximum: float) -> float:
-    """KERNEL_LAUNCH_TIMEOUT from the client, honoured up to the admin's maximum."""
+def client_launch_timeout(env: Mapping[str, str], maximum: float) -> Optional[float]:
+    """KERNEL_LAUNCH_TIMEOUT from the client, honoured up to the admin's maximum (None: not sent)."""
     raw = env.get("KERNEL_LAUNCH_TIMEOUT")
     if raw is None:
-        return min(default, maximum)
+        return None
     try:
         value = float(raw)
     except ValueError:
         raise GatewayError(400, f"KERNEL_LAUNCH_TIMEOUT must be a number of seconds, not {raw!r}.",
                            reason="Bad env") from None
-    if value <= 0:
-        raise GatewayError(400, "KERNEL_LAUNCH_TIMEOUT must be positive.", reason="Bad env")
+    if not math.isfinite(value) or value <= 0:
+        raise GatewayError(400, f"KERNEL_LAUNCH_TIMEOUT must be a positive number of seconds, not {raw!r}.",
+                           reason="Bad env")
     return min(value, maximum)
 
 

@@ -86,6 +86,8 @@ BUILTINS: dict[str, dict[str, Any]] = {
 BUILTIN_ENVS = frozenset(str(d["env"]) for d in BUILTINS.values())
 #: (min target, max target) pairs whose chosen values must be ordered.
 ORDERED = (("spark.dynamicAllocation.minExecutors", "spark.dynamicAllocation.maxExecutors"),)
+EXECUTOR_INSTANCES = "spark.executor.instances"
+DYNAMIC_ALLOCATION = "spark.dynamicAllocation.enabled"
 
 _ENV = re.compile(r"^KERNEL_[A-Z0-9_]+$")
 _CONF_KEY = re.compile(r"^spark\.[A-Za-z0-9_.-]+$")
@@ -331,6 +333,12 @@ def choose(params: list[Parameter], env: Mapping[str, str]) -> tuple[Chosen, lis
     for lo, hi in ORDERED:
         if lo in chosen.conf and hi in chosen.conf and int(chosen.conf[lo]) > int(chosen.conf[hi]):
             problems.append(f"{lo}={chosen.conf[lo]} is more than {hi}={chosen.conf[hi]}")
+    # spark-submit refuses zero executors unless dynamic allocation is on (then they are its initial number):
+    # "Number of executors must be a positive number". Say so now, not after a spark-submit.
+    if chosen.conf.get(EXECUTOR_INSTANCES) == "0" and chosen.conf.get(DYNAMIC_ALLOCATION) == "false":
+        envs = {p.maps_to: p.env for p in params}
+        problems.append(f"{envs[EXECUTOR_INSTANCES]}=0 ({EXECUTOR_INSTANCES}) needs {envs[DYNAMIC_ALLOCATION]}=true "
+                        f"({DYNAMIC_ALLOCATION}): without dynamic allocation Spark refuses a kernel with no executors")
     return chosen, problems
 
 

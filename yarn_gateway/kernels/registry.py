@@ -32,7 +32,7 @@ from ..metrics import GatewayMetrics, observed_start
 from ..relay.hub import KernelHub, KernelNotReady
 from ..relay.session import RelayLimits
 from ..utils import isoformat_z, run_blocking
-from .env import base_environment, launch_timeout, validate_request_env
+from .env import base_environment, client_launch_timeout, validate_request_env
 from .limits import KernelLimits
 from .params import KernelParameters
 from .records import record_model
@@ -81,10 +81,15 @@ class KernelRegistry(LoggingConfigurable):
 
     launch_timeout = Float(
         60.0, config=True,
-        help="Seconds a kernel may take to become ready when the client sends no KERNEL_LAUNCH_TIMEOUT.",
+        help="Seconds a local kernel (one whose provisioner has no launch timeout of its own) may take to become "
+        "ready when the client sends no KERNEL_LAUNCH_TIMEOUT. YARN kernels use YarnProvisioner.launch_timeout "
+        "(default 300 s; set per kernelspec in metadata.kernel_provisioner.config.launch_timeout) instead. "
+        "Precedence: the client's KERNEL_LAUNCH_TIMEOUT (at most max_launch_timeout), then the provisioner's "
+        "own timeout, then this one.",
     )
     max_launch_timeout = Float(
-        600.0, config=True, help="Upper bound (seconds) on a client's KERNEL_LAUNCH_TIMEOUT."
+        600.0, config=True,
+        help="Upper bound (seconds) on any launch timeout: a client's KERNEL_LAUNCH_TIMEOUT and the provisioner's.",
     )
     allowed_envs = List(
         Unicode(),
@@ -184,23 +189,31 @@ class KernelRegistry(LoggingConfigurable):
         env = validate_request_env(request_env, self.allowed_envs)
         owner = self.policy.effective_user(caller, env.get("KERNEL_USERNAME"))
         await self.policy.check_kernelspec(owner, spec_name)
-        timeout = launch_timeout(env, self.launch_timeout, self.max_launch_timeout)
+        # Only a client's own value travels in KERNEL_LAUNCH_TIMEOUT: without one, the provisioner's
+        # default applies (a YARN launch waits for a queue far longer than a local kernel starts).
+        client_timeout = client_launch_timeout(env, self.max_launch_timeout)
+        env.pop("KERNEL_LAUNCH_TIMEOUT", None)
         try:
             await run_blocking(self.kernel_spec_manager.get_kernel_spec, spec_name)
         except NoSuchKernel:
             raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
         await self.kernel_limits.check(caller, owner)  # no await from here until the kernel is held: exact count
         kernel_id = str(uuid.uuid4())
-        env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id, KERNEL_LAUNCH_TIMEOUT=f"{timeout:g}")
+        env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id)
+        if client_timeout is not None:
+            env["KERNEL_LAUNCH_TIMEOUT"] = f"{client_timeout:g}"
+        timeout = client_timeout if client_timeout is not None else self.launch_timeout
         km = self.new_manager(spec_name, kernel_id)
         hub = KernelHub(kernel_id, self._limits())
         rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
         self._lifecycle(rec, "start requested")
         try:
-            # The provisioner applies the timeout itself (with a precise error); this is the backstop.
+            # A provisioner with a launch timeout of its own applies it (with a precise error); the
+            # registry's wait is the backstop, never shorter than what the provisioner may take.
+            backstop = client_timeout if client_timeout is not None else self.max_launch_timeout
             await asyncio.wait_for(
-                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), timeout + self.start_grace
+                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), backstop + self.start_grace
             )
             await hub.connect(dict(km.get_connection_info(session=False)), timeout, km.is_alive)
         except asyncio.CancelledError:

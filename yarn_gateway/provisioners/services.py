@@ -17,7 +17,7 @@ from traitlets import Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import GatewayError
-from ..minicluster.hadoop_conf import load_hadoop_conf, rm_webapp_urls
+from ..yarn.hadoop_conf import load_hadoop_conf, rm_webapp_urls
 from ..yarn.rm_client import RMClient
 from .response_listener import ResponseListener
 
@@ -42,6 +42,20 @@ class YarnServices(LoggingConfigurable):
     @default("spark_home")
     def _spark_home_default(self) -> str:
         return os.environ.get("SPARK_HOME", "")
+
+    spark_conf_dir = Unicode(
+        config=True, help="SPARK_CONF_DIR whose spark-defaults.conf and spark-env.sh every kernel's spark-submit "
+        "uses (default: $SPARK_CONF_DIR, else <spark_home>/conf). spark-defaults.conf is copied into each launch's "
+        "private properties file, before the kernelspec's and the request's settings.",
+    )
+
+    @default("spark_conf_dir")
+    def _spark_conf_dir_default(self) -> str:
+        return os.environ.get("SPARK_CONF_DIR", "")
+
+    @property
+    def effective_spark_conf_dir(self) -> str:
+        return self.spark_conf_dir or os.path.join(self.spark_home, "conf")
 
     rm_endpoints = List(
         Unicode(), config=True,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -43,7 +44,6 @@ from ..yarn.spark_submit import (
     diagnose,
     is_valid_user_name,
     run_spark_submit,
-    spark_defaults_path,
     write_properties,
 )
 from .control_client import ControlRequestError, send_control
@@ -82,8 +82,9 @@ class YarnProvisioner(KernelProvisionerBase):
     forward_env = List(Unicode(), config=True,
                        help="Names (besides KERNEL_*) of the start request's env passed to the driver.")
     launch_timeout = Float(300.0, config=True,
-                           help="Seconds from submit to connected kernel (when the client sends no "
-                           "KERNEL_LAUNCH_TIMEOUT).")
+                           help="Seconds from submit to connected kernel when the client sends no "
+                           "KERNEL_LAUNCH_TIMEOUT (the owner of the YARN launch deadline: a busy queue keeps a "
+                           "launch ACCEPTED for minutes). Capped by KernelRegistry.max_launch_timeout.")
     accepted_timeout = Float(120.0, config=True,
                              help="Seconds an application may wait in ACCEPTED (queue full) before the launch fails.")
     spark_context_initialization_mode = Unicode("lazy", config=True, help="lazy, eager or none.")
@@ -161,7 +162,8 @@ class YarnProvisioner(KernelProvisionerBase):
         driver_env.update({str(k): str(v) for k, v in self.driver_env.items()})
         driver_env.pop("KERNEL_LAUNCH_TOKEN", None)
         self._driver_env = driver_env
-        self._timeout = float(env.get("KERNEL_LAUNCH_TIMEOUT") or self.launch_timeout)
+        self._timeout = self.effective_launch_timeout(env)
+        self._driver_env["KERNEL_LAUNCH_TIMEOUT"] = f"{self._timeout:g}"  # the launcher's own deadline
         # The user's KERNEL_* parameter choices, checked against this kernelspec (400 if refused).
         chosen = parameters_of(registry).resolve(getattr(self.parent, "kernel_name", ""), self.kernel_spec.metadata,
                                                  env)
@@ -183,10 +185,20 @@ class YarnProvisioner(KernelProvisionerBase):
         kwargs["cmd"] = [self._spec.spark_submit, "...", self._spec.primary]  # informational: built at launch
         return kwargs
 
+    def effective_launch_timeout(self, env: dict[str, str]) -> float:
+        """The client's KERNEL_LAUNCH_TIMEOUT (already capped by the registry), else ``launch_timeout``
+        capped by the registry's ``max_launch_timeout``."""
+        if env.get("KERNEL_LAUNCH_TIMEOUT"):
+            return float(env["KERNEL_LAUNCH_TIMEOUT"])
+        registry = getattr(self.parent, "parent", None)
+        cap = getattr(registry, "max_launch_timeout", None)
+        return min(self.launch_timeout, float(cap)) if isinstance(cap, (int, float)) else self.launch_timeout
+
     def _submit_env(self, services: YarnServices) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YARN_GATEWAY_")}
         env["SPARK_HOME"] = services.spark_home
         env["HADOOP_CONF_DIR"] = services.hadoop_conf_dir
+        env["SPARK_CONF_DIR"] = services.effective_spark_conf_dir
         # The driver's Python is the kernelspec's business (driver_env), never the gateway's own:
         # spark-submit would carry these into the AM.
         for name in ("KERNEL_LAUNCH_TOKEN", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
@@ -216,7 +228,7 @@ class YarnProvisioner(KernelProvisionerBase):
         try:
             props = os.path.join(workdir, "kernel.properties")
             write_properties(props, {**self._driver_env, "KERNEL_LAUNCH_TOKEN": token},
-                             spark_defaults_path(services.spark_home, os.environ))
+                             os.path.join(services.effective_spark_conf_dir, "spark-defaults.conf"))
             argv = build_argv(self._spec, props)
             self.log.info("%s: submitting to YARN as %s", self._label(), self.owner)
             async with services.submit_slot():
@@ -451,8 +463,22 @@ def _fill(arg: str, values: dict[str, str]) -> str:
     return arg
 
 
+#: A log4j line of a container's log ("26/12/02 21:28:39 ERROR ApplicationMaster: ..."), with its level.
+_LOG_LINE = re.compile(r"^\d{2,4}[/-]\d\d[/-]\d\d[ T]\d\d:\d\d:\d\d\S* (TRACE|DEBUG|INFO|WARN|ERROR|FATAL) ")
+
+
 def _clean(text: str) -> str:
+    """YARN's diagnostics as a user should see them: no Java stack, at most 8 lines.
+
+    When an AM container exits non-zero, YARN appends the last 4 KiB of its stderr (twice) to
+    its summary; what matters there is what the AM logged at ERROR (e.g. "User application
+    exited with status 3"), which would otherwise drown among INFO lines and stack frames.
+    """
     from ..errors import strip_java_stack
 
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if (m := _LOG_LINE.match(ln)) is not None and m.group(1) in ("ERROR", "FATAL")]
+    if errors:
+        text = "\n".join(dict.fromkeys([lines[0], *errors]))
     return strip_java_stack(text, max_lines=8) or "no diagnostics"
 

@@ -77,11 +77,34 @@ def build_argv(spec: SubmitSpec, properties_file: str) -> list[str]:
         argv += ["--py-files", ",".join(spec.py_files)]
     if spec.jars:
         argv += ["--jars", ",".join(spec.jars)]
-    if spec.files:
-        argv += ["--files", ",".join(spec.files)]
-    if spec.main_class:
-        argv += ["--class", spec.main_class]
-    return [*argv, spec.primary, *spec.app_args]
+    primary, app_args, files, main_class = spec.primary, list(spec.app_args), list(spec.files), spec.main_class
+    if _is_r_script(primary) and not main_class and not os.path.isfile(sparkr_archive(spec.spark_submit)):
+        # spark-submit refuses an R script in YARN mode without $SPARK_HOME/R/lib/sparkr.zip (pip's PySpark
+        # has no R directory): run it through Spark's own RRunner as an internal class instead. The AM
+        # then starts the RBackend and `Rscript <script> <args>` in the container, with the script shipped
+        # like any other file (the SparkR package, which that zip would carry, is not there anyway).
+        files.append(primary)
+        app_args = [os.path.basename(primary), *app_args]
+        primary, main_class = SPARK_INTERNAL, R_RUNNER
+    if files:
+        argv += ["--files", ",".join(files)]
+    if main_class:
+        argv += ["--class", main_class]
+    return [*argv, primary, *app_args]
+
+
+#: spark-submit's primary resource for a main class already on Spark's class path.
+SPARK_INTERNAL = "spark-internal"
+R_RUNNER = "org.apache.spark.deploy.RRunner"
+
+
+def _is_r_script(path: str) -> bool:
+    return path.endswith((".R", ".r"))
+
+
+def sparkr_archive(spark_submit: str) -> str:
+    """``$SPARK_HOME/R/lib/sparkr.zip`` of the Spark home ``spark_submit`` belongs to."""
+    return os.path.join(os.path.dirname(os.path.dirname(spark_submit)), "R", "lib", "sparkr.zip")
 
 
 def _escape(text: str, is_key: bool = False) -> str:
@@ -107,11 +130,6 @@ def _escape(text: str, is_key: bool = False) -> str:
 def properties_text(props: Mapping[str, str]) -> str:
     """Java ``.properties`` text for ``props`` (what spark-submit --properties-file reads)."""
     return "".join(f"{_escape(k, True)}={_escape(v)}\n" for k, v in props.items())
-
-
-def spark_defaults_path(spark_home: str, env: Mapping[str, str]) -> str:
-    conf_dir = env.get("SPARK_CONF_DIR") or os.path.join(spark_home, "conf")
-    return os.path.join(conf_dir, "spark-defaults.conf")
 
 
 def write_properties(path: str, driver_env: Mapping[str, str], defaults_file: Optional[str]) -> None:
@@ -194,5 +212,12 @@ def diagnose(output: Iterable[str]) -> str:
     """The lines of spark-submit output a user should see (errors, without Java stack frames)."""
     from ..errors import strip_java_stack
 
+    # With --proxy-user, spark-submit runs in a doAs: every failure surfaces as a bare
+    # UndeclaredThrowableException whose "Caused by:" line holds what went wrong (unknown queue,
+    # refused impersonation, ...). Keep causes as exception lines; only stack frames go.
+    output = [_CAUSED_BY.sub("", ln) for ln in output]
     lines = [ln for ln in output if re.search(r"Exception|Error|ERROR|refused|denied|not allowed|Unauthorized", ln)]
     return strip_java_stack("\n".join(lines or list(output)[-5:]), max_lines=8)
+
+
+_CAUSED_BY = re.compile(r"^\s*Caused by: ")

@@ -1,7 +1,10 @@
 package yarngateway.toree;
 
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.util.ShutdownHookManager;
 import scala.Option;
+import scala.runtime.AbstractFunction0;
+import scala.runtime.BoxedUnit;
 
 /**
  * Everything the launcher does with Spark, in one class, so that {@link SelfTest} and the protocol
@@ -67,6 +70,37 @@ final class SparkHooks {
         } catch (RuntimeException e) {
             ControlServer.log("cancelAllJobs failed: " + e.getClass().getSimpleName());
         }
+    }
+
+    /**
+     * Make a clean exit (status 0: Toree's answer to a {@code shutdown_request}, or the launcher's own
+     * shutdown) end the YARN application SUCCEEDED. Spark's ApplicationMaster, in a shutdown hook of
+     * priority SPARK_CONTEXT_SHUTDOWN_PRIORITY - 1, reports FAILED unless the driver's main method has
+     * returned; Toree's own JVM shutdown hook stops the kernel, and then {@code driver} (the thread running
+     * the launcher's main) returns. This hook runs before the SparkContext's and the AM's and waits up to
+     * {@code waitMs} for that, so the AM records what main's return means: SUCCEEDED. Any other exit
+     * status is left alone (FAILED is right for it), and so is an exit called by {@code driver} itself.
+     */
+    static void reportCleanExitAsSuccess(Thread driver, long waitMs) {
+        ShutdownHookManager.addShutdownHook(ShutdownHookManager.SPARK_CONTEXT_SHUTDOWN_PRIORITY() + 1,
+                new AbstractFunction0<BoxedUnit>() {
+                    @Override
+                    public BoxedUnit apply() {
+                        Integer status = ExitWatch.exitOfAnotherThread(driver);
+                        if (status != null && status == 0 && driver.isAlive()) {
+                            try {
+                                driver.join(waitMs);
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                            }
+                            if (driver.isAlive()) {
+                                ControlServer.log("the kernel did not stop within " + waitMs / 1000 + " s of a clean "
+                                        + "exit; YARN will report the application FAILED");
+                            }
+                        }
+                        return BoxedUnit.UNIT;
+                    }
+                });
     }
 
     /** Stop the session (if any) within {@code timeoutMs}. */

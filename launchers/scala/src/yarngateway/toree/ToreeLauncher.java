@@ -45,14 +45,22 @@ import java.util.Set;
  * on executors (ClassCastException: SerializedLambda).
  *
  * Control requests: {@code signal} 2 raises SIGINT inside this JVM (Toree 0.5 interrupts the
- * running cell on SIGINT) and cancels all Spark jobs; {@code shutdown} stops Spark and exits 0 so
- * YARN says FINISHED; {@code ping} only answers.
+ * running cell on SIGINT) and cancels all Spark jobs; {@code shutdown} stops Spark and exits 0;
+ * {@code ping} only answers.
+ *
+ * <p>Exits: YARN's ApplicationMaster says SUCCEEDED only for a driver whose main returned, and FAILED
+ * for any {@code System.exit} before that. So main returns rather than exit 0, and an exit with status
+ * 0 from elsewhere (Toree's answer to a Jupyter {@code shutdown_request}, the {@code shutdown} request
+ * above) waits in a Spark shutdown hook until Toree has stopped and main has returned
+ * ({@link SparkHooks#reportCleanExitAsSuccess}, {@link ExitWatch}).
  */
 public final class ToreeLauncher {
     static final String TOKEN_ENV = "KERNEL_LAUNCH_TOKEN";
     static final String[] PORT_NAMES = {"shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"};
     /** Toree shuts the kernel down on a second SIGINT within 3 s; never raise two that close. */
     static final long SIGINT_SPACING_MS = 3500;
+    /** How long a clean exit waits for the kernel to stop so that YARN says SUCCEEDED (Hadoop allows 30 s). */
+    static final long CLEAN_EXIT_WAIT_MS = 15_000;
 
     private volatile long lastSigint;
 
@@ -67,7 +75,18 @@ public final class ToreeLauncher {
             log("launcher failed: " + t);
             code = 1;
         }
+        if (code == 0 && inYarnApplicationMaster()) {
+            // Return, never System.exit(0): the ApplicationMaster reports SUCCEEDED only for a main that
+            // returned (an exit before that is FAILED), then ends the JVM itself.
+            return;
+        }
         exit(code);
+    }
+
+    /** Whether this JVM is the driver in YARN cluster mode (the ApplicationMaster runs main). */
+    static boolean inYarnApplicationMaster() {
+        return "cluster".equals(System.getProperty("spark.submit.deployMode"))
+                && System.getProperty("spark.yarn.app.id") != null;
     }
 
     static void log(String msg) {
@@ -118,6 +137,9 @@ public final class ToreeLauncher {
             log(TOKEN_ENV + " is not set; the gateway must provide it");
             return 2;
         }
+        if (inYarnApplicationMaster()) {
+            SparkHooks.reportCleanExitAsSuccess(Thread.currentThread(), CLEAN_EXIT_WAIT_MS);
+        }
         PublicKey publicKey = Protocol.loadPublicKey(args.get("--public-key"));
         String responseAddress = args.get("--response-address");
         String ip = reachableIp(responseAddress);
@@ -159,6 +181,11 @@ public final class ToreeLauncher {
         Thread reporter = new Thread(() -> {
             try {
                 awaitToreeSockets(ports, 120_000);
+                // Toree installs its security manager while it starts; a shutdown comes only after the report.
+                if (!ExitWatch.install(60_000)) {
+                    log("kernel " + kernelId + ": Toree installed no security manager; a shutdown will end the "
+                            + "YARN application FAILED");
+                }
                 if (mode.equals("eager")) {
                     SparkHooks.awaitSession(launchTimeoutMs());
                 }
@@ -191,7 +218,9 @@ public final class ToreeLauncher {
             "--spark-context-initialization-mode", mode});
         log("kernel " + kernelId + ": Toree has stopped");
         control.stop();
-        SparkHooks.stop(30_000);
+        if (!ExitWatch.exiting()) {
+            SparkHooks.stop(30_000);  // else Spark's own shutdown hook stops it, after this returns
+        }
         return 0;
     }
 

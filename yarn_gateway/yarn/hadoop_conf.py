@@ -1,8 +1,8 @@
-"""Read and write Hadoop XML configuration files (core-site.xml, yarn-site.xml).
+"""Read Hadoop XML configuration files (core-site.xml, yarn-site.xml) of a HADOOP_CONF_DIR.
 
-The format is Hadoop's ``<configuration><property><name/><value/></property>...``.
-Used by the minicluster (to write a HADOOP_CONF_DIR and to read proxyuser rules) and by
-anything that needs RM addresses from a HADOOP_CONF_DIR.
+The format is Hadoop's ``<configuration><property><name/><value/></property>...``. The
+gateway reads it for the ResourceManager web addresses (one, or one per HA id); it never
+writes Hadoop configuration.
 """
 
 from __future__ import annotations
@@ -25,22 +25,6 @@ def read_conf(path: str) -> dict[str, str]:
             continue
         props[name.strip()] = (prop.findtext("value") or "").strip()
     return props
-
-
-def write_conf(path: str, props: Mapping[str, object]) -> None:
-    """Write ``props`` as a Hadoop XML file atomically (write, then rename)."""
-    root = ET.Element("configuration")
-    for name in sorted(props):
-        prop = ET.SubElement(root, "property")
-        ET.SubElement(prop, "name").text = name
-        ET.SubElement(prop, "value").text = str(props[name])
-    ET.indent(root)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(b'<?xml version="1.0" encoding="UTF-8"?>\n')
-        f.write(ET.tostring(root, encoding="utf-8"))
-        f.write(b"\n")
-    os.replace(tmp, path)
 
 
 def load_hadoop_conf(conf_dir: Optional[str] = None) -> dict[str, str]:
