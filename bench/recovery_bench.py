@@ -12,7 +12,8 @@ answers, until ``GET /api/kernels`` lists all N, and until the first / median / 
 kernel is usable.
 
 Each kernel is a Spark driver in a YARN container (the AM JVM plus the Python kernel;
-``--executors`` per kernel, default 0: executors take no part in re-attaching). Kernels
+``--executors`` per kernel, default 0, i.e. dynamic allocation from zero executors:
+executors take no part in re-attaching). Kernels
 are started in batches and the benchmark stops adding kernels when less than
 ``--reserve-gb`` of memory would remain, saying so (the largest N that fits).
 
@@ -150,7 +151,8 @@ async def main() -> int:
     ap.add_argument("--reserve-gb", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--batch", type=int, default=2, help="kernels started at once (default 2)")
-    ap.add_argument("--executors", type=int, default=0, help="executors per kernel (default 0)")
+    ap.add_argument("--executors", type=int, default=0,
+                    help="executors per kernel (default 0: dynamic allocation, none requested)")
     ap.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
                     help=f"the dev cluster's port base (default {DEFAULT_PORT_BASE}, env YARN_BENCH_PORT_BASE)")
     ns = ap.parse_args()
@@ -172,8 +174,11 @@ async def main() -> int:
         await gw.start()
         client = GatewayClient(gw.url, TOKENS["alice"])
         mem0 = psutil.virtual_memory().available / 2**30
-        ids, note = await start_kernels(client, cluster, want, ns.reserve_gb, ns.batch,
-                                        {"KERNEL_SPARK_EXECUTOR_INSTANCES": str(ns.executors)})
+        # No executors: dynamic allocation from 0 (Spark refuses spark.executor.instances=0 without it);
+        # the start cell runs no job, so none is requested.
+        env = ({"KERNEL_SPARK_DYNAMIC_ALLOCATION_ENABLED": "true"} if ns.executors == 0
+               else {"KERNEL_SPARK_EXECUTOR_INSTANCES": str(ns.executors)})
+        ids, note = await start_kernels(client, cluster, want, ns.reserve_gb, ns.batch, env)
         res["kernels"] = len(ids)
         res["mem_per_kernel_gb"] = (mem0 - psutil.virtual_memory().available / 2**30) / max(1, len(ids))
         res["container_rss_per_kernel_gb"] = cluster_rss_gb(cluster) / max(1, len(ids))

@@ -148,8 +148,9 @@ def bench_spark_home(cluster: YarnCluster, workdir: str) -> tuple[str, Optional[
         z.writestr("SparkR/README", "Stand-in written by bench/yarn_bench_env.py: the SparkR package is not "
                    "installed on this cluster.\n")
     os.chmod(workdir, 0o755)
-    return home, (f"{real} has no R/lib/sparkr.zip (pip PySpark): the benchmark submits with SPARK_HOME {home} "
-                  "= links to it plus an R/lib/sparkr.zip without the SparkR package")
+    return home, ("the cluster's SPARK_HOME (pip PySpark) has no R/lib/sparkr.zip, which spark-submit needs for R "
+                  "in YARN mode: every target submits with <workdir>/spark-home = links to it plus a stand-in "
+                  "R/lib/sparkr.zip (no SparkR package)")
 
 
 def gateway_config(cluster: YarnCluster, spark_home: str) -> dict[str, dict[str, Any]]:

@@ -126,6 +126,7 @@ class Cluster:
         self.zk = procs.Daemon(self.run_dir, "zookeeper")
         self._env: Optional[ClusterEnv] = None
         self._classpath: Optional[list[str]] = None
+        self._admin_kinit_at: Optional[float] = None
 
     # -- what clients need ------------------------------------------------------------
     @property
@@ -374,8 +375,10 @@ class Cluster:
         """A credential cache of ``rm/localhost`` (from the service keytab) for the cluster's own REST calls."""
         assert self.spec.kerberos is not None
         path = os.path.join(self.run_dir, "devcluster.ccache")
-        fresh = os.path.exists(path) and time.time() - os.path.getmtime(path) < 3600
+        # Never a cache of an earlier run: its KDC (and so every key) may have been replaced since.
+        fresh = self._admin_kinit_at is not None and time.monotonic() - self._admin_kinit_at < 3600
         if not fresh:
+            self._admin_kinit_at = time.monotonic()
             env = dict(os.environ, KRB5_CONFIG=self.spec.kerberos.krb5_conf, KRB5CCNAME=f"FILE:{path}")
             subprocess.run(["kinit", "-kt", self.spec.kerberos.service_keytab,
                             f"rm/localhost@{self.spec.kerberos.realm}"], env=env, check=True, capture_output=True,

@@ -68,6 +68,7 @@ class SparkHolder:
         self.session: Any = None
         self.sc: Any = None
         self.error: Optional[str] = None
+        self.starting = False  # a background start was begun (lazy mode)
 
     def create(self) -> None:
         """Create the session in the calling thread; never raises (error kept)."""
@@ -91,6 +92,7 @@ class SparkHolder:
         objects once it is up (unless the user rebound the names)."""
         proxies = {"spark": LazySpark(self, "session", "spark"), "sc": LazySpark(self, "sc", "sc")}
         user_ns.update(proxies)
+        self.starting = True
 
         def run() -> None:
             self.create()
@@ -114,7 +116,16 @@ class SparkHolder:
             except Exception as e:
                 log.warning("cancelAllJobs failed: %s", type(e).__name__)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, start_wait: float = 90.0) -> None:
+        """Stop the session; one still starting in the background is waited for (up to ``start_wait``).
+
+        In YARN cluster mode a driver that exits before its SparkContext registered with the
+        ResourceManager ends FAILED ("did not initialize spark context"), so a kernel shut down
+        right after it started would leave a failed application in YARN's history.
+        """
+        if self.starting and not self.ready.is_set():
+            log.info("waiting for the Spark session that is still starting, to stop it cleanly")
+            self.ready.wait(start_wait)
         if self.session is None:
             return
         t = threading.Thread(target=self.session.stop, name="spark-stop", daemon=True)

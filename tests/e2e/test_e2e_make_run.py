@@ -71,7 +71,8 @@ async def test_make_run_real_yarn_outlives_the_gateway(tmp_path: Any) -> None:
         client = GatewayClient(f"http://127.0.0.1:{port}/", token)
         specs = (await client.request("GET", "api/kernelspecs")).body
         assert specs["default"] == "spark_python_yarn_cluster"
-        assert {"spark_python_yarn_cluster", "spark_scala_yarn_cluster", "spark_R_yarn_cluster"} <= set(
+        # (jupyter_client lowercases kernelspec names: spark_R_yarn_cluster is listed as spark_r_yarn_cluster.)
+        assert {"spark_python_yarn_cluster", "spark_scala_yarn_cluster", "spark_r_yarn_cluster"} <= set(
             specs["kernelspecs"])
         kid = await client.start_kernel("spark_python_yarn_cluster")
         ws = await client.connect(kid)

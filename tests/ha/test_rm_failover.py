@@ -75,9 +75,9 @@ async def test_kernels_survive_active_rm_kill_and_a_new_kernel_starts_through_th
     finally:
         # The killed RM comes back as the standby (the HA cluster is shared with other tests).
         await asyncio.to_thread(cluster.start_rm, old)
+        for _ in range(240):
+            if cluster.rm_state(old) == "STANDBY":
+                break
+            await asyncio.sleep(0.5)
         await asyncio.to_thread(ha_cluster.kill_live_apps)
-    for _ in range(120):
-        if cluster.rm_state(old) == "STANDBY":
-            break
-        await asyncio.sleep(0.5)
     assert cluster.rm_state(old) == "STANDBY"

@@ -104,10 +104,11 @@ async def test_a_queue_yarn_does_not_know_is_named_in_the_error(make_gateway: An
     gw = await make_gateway(_config(cluster))
     r = await gw.client("alice").request("POST", "api/kernels", {
         "name": SPEC, "env": {"KERNEL_SPARK_YARN_QUEUE": "analytics", "KERNEL_SPARK_EXECUTOR_INSTANCES": "1"}})
-    assert r.code == 500, r.body
+    assert r.code == 400 and r.body["reason"] == "Unknown queue", r.body
     # spark-submit (--proxy-user: a doAs) wraps YARN's refusal in an UndeclaredThrowableException;
     # the user sees the cause, without the stack.
     message = r.body["message"]
     assert "submitted by user alice to unknown queue: analytics" in message, message
+    assert "YARN has no queue 'analytics'" in message and "Choose one of the cluster's queues" in message
     assert "Caused by" not in message and "\tat " not in message and "... " not in message
     assert gw.registry.kernels == {} and not cluster.live_apps(tag="yarn-gateway")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ def zookeeper() -> Iterator[ZooKeeperServer]:
     zk = ZooKeeperServer()
     yield zk
     zk.stop()
+    shutil.rmtree(zk.dir, ignore_errors=True)
 
 
 @pytest.fixture

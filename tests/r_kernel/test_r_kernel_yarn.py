@@ -79,14 +79,6 @@ async def _out(ws: Any, code: str, timeout: float = 60) -> str:
     return str(res.stdout)
 
 
-def _listed_with_tag(cluster: Any, tag: str) -> dict[str, tuple[str, str]]:
-    """``yarn application -list -appStates RUNNING -appTags <tag>``: {application id: (user, state)}."""
-    out = cluster.yarn("application", "-list", "-appStates", "RUNNING", "-appTags", tag)
-    assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
-    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("application_")]
-    # Application-Id, Application-Name, Application-Type, User, Queue, State, Final-State, Progress, Tracking-URL
-    return {row[0]: (row[3], row[5]) for row in rows}
-
 
 def _gone(pid: int) -> bool:
     """Exited (a zombie waiting for whoever adopted it counts as exited)."""
@@ -143,7 +135,7 @@ async def test_r_kernel_runs_spark_on_yarn_as_caller_interrupts_and_finishes(
     report = await asyncio.to_thread(cluster.application_status, app_id)
     assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
     for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
-        listed = await asyncio.to_thread(_listed_with_tag, cluster, tag)
+        listed = await asyncio.to_thread(cluster.running_with_tag, tag)
         assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
 
     # DefaultContainerExecutor: the container runs as the NodeManager's Unix account; YARN and Spark see the

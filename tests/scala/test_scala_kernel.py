@@ -90,14 +90,6 @@ async def _exec_all(ws: Any, code: str, timeout: float = 60, linger: float = 3.0
     return res
 
 
-def _listed_with_tag(cluster: Any, tag: str) -> dict[str, tuple[str, str]]:
-    """``yarn application -list -appStates RUNNING -appTags <tag>``: {application id: (user, state)}."""
-    out = cluster.yarn("application", "-list", "-appStates", "RUNNING", "-appTags", tag)
-    assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
-    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("application_")]
-    # Application-Id, Application-Name, Application-Type, User, Queue, State, Final-State, Progress, Tracking-URL
-    return {row[0]: (row[3], row[5]) for row in rows}
-
 
 async def _text(ws: Any, code: str, timeout: float = 60) -> str:
     res = await _exec(ws, code, timeout, want_result=True)
@@ -140,7 +132,7 @@ async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_
     report = await asyncio.to_thread(cluster.application_status, app_id)
     assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
     for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
-        listed = await asyncio.to_thread(_listed_with_tag, cluster, tag)
+        listed = await asyncio.to_thread(cluster.running_with_tag, tag)
         assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
     # The launch token left the environment and Spark's conf; the key-holding Toree profile is deleted.
     assert await _text(ws, 'sys.env.contains("KERNEL_LAUNCH_TOKEN")') == "false"

@@ -287,6 +287,11 @@ class YarnProvisioner(KernelProvisionerBase):
             return GatewayError(403, f"Kernel {self.kernel_id}: Hadoop refused to let the gateway ({getpass.getuser()})"
                                 f" run kernels as '{self.owner}':\n{detail}\nAsk your Hadoop administrator to allow "
                                 "it (hadoop.proxyuser settings).", reason="Impersonation refused")
+        if "to unknown queue" in text or "to non-leaf queue" in text:
+            queue = self._spec.queue if self._spec is not None else None
+            return GatewayError(400, f"Kernel {self.kernel_id}: YARN has no queue {queue or '(default)'!r} that "
+                                f"takes applications:\n{detail}\nChoose one of the cluster's queues "
+                                "(KERNEL_SPARK_YARN_QUEUE) or ask your Hadoop administrator.", reason="Unknown queue")
         if "Client cannot authenticate via" in text or "GSS initiate failed" in text:
             return GatewayError(503, f"Kernel {self.kernel_id}: the gateway could not authenticate to YARN with "
                                 f"Kerberos:\n{detail}", reason="Kerberos failure")
