@@ -40,7 +40,6 @@ from yarn_bench_env import (
     GatewayClient,
     GatewayProcess,
     YarnCluster,
-    bench_spark_home,
     cluster_rss_gb,
     delete_all,
     gateway_process,
@@ -167,10 +166,7 @@ async def main() -> int:
     try:
         cluster, starts = await asyncio.to_thread(start_cluster, workdir, ns.port_base)
         res["cluster_start_s"] = starts
-        spark_home, note = bench_spark_home(cluster, workdir)
-        if note:
-            res["notes"].append(note)
-        gw = gateway_process(cluster, spark_home, workdir)
+        gw = gateway_process(cluster, cluster.spark_home, workdir)  # Python kernels only: the cluster's own
         await gw.start()
         client = GatewayClient(gw.url, TOKENS["alice"])
         mem0 = psutil.virtual_memory().available / 2**30

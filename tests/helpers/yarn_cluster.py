@@ -101,7 +101,7 @@ class YarnCluster:
         return self.cluster.yarn(command, *args, **kw)
 
     def application_status(self, app_id: str, env: Optional[dict[str, str]] = None) -> dict[str, str]:
-        """``yarn application -status <id>`` (the real Hadoop CLI) as {field: value}; tags as a string."""
+        """``yarn application -status <id>`` (the real Hadoop CLI) as {field: value}."""
         out = self.yarn("application", "-status", app_id, env=env)
         assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
         report = {}
@@ -111,6 +111,15 @@ class YarnCluster:
                 report[key.strip()] = value.strip()
         assert report.get("Application-Id") == app_id, out.stdout
         return report
+
+    def running_with_tag(self, tag: str) -> dict[str, tuple[str, str]]:
+        """``yarn application -list -appStates RUNNING -appTags <tag>`` (the real CLI; Hadoop 3.3's
+        ``-status`` prints no tags): {application id: (user, state)}."""
+        out = self.yarn("application", "-list", "-appStates", "RUNNING", "-appTags", tag)
+        assert out.returncode == 0, out.stdout[-1000:] + out.stderr[-2000:]
+        rows = [line.split() for line in out.stdout.splitlines() if line.startswith("application_")]
+        # Application-Id, Application-Name, Application-Type, User, Queue, State, Final-State, Progress, Tracking-URL
+        return {row[0]: (row[3], row[5]) for row in rows}
 
     def gateway_config(self, port_range: str = "0..0", **yarn: Any) -> dict[str, Any]:
         """Config sections for make_gateway() that point a gateway at this cluster."""

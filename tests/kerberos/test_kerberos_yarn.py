@@ -152,5 +152,6 @@ async def test_rm_rest_refuses_the_unauthenticated_and_the_gateway_uses_spnego(m
     env = secure_cluster.cluster.client_env()
     env.update(KRB5CCNAME=f"FILE:{gw.app.kerberos_login.ccache_path}")
     report = await asyncio.to_thread(secure_cluster.application_status, app_id, env)
-    assert report["User"] == "alice" and "yarn-gateway-default" in report["Application Tags"].split(","), report
+    # (lazy Spark: ACCEPTED until the driver's SparkContext registers)
+    assert report["User"] == "alice" and report["State"] in ("ACCEPTED", "RUNNING"), report
     assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204

@@ -114,7 +114,8 @@ async def test_python_kernel_is_a_cluster_mode_driver_that_yarn_knows(make_gatew
     # The real Hadoop CLI (ApplicationCLI from the Maven jars) sees it RUNNING, as alice, with our tags.
     report = await asyncio.to_thread(cluster.application_status, app_id)
     assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
-    assert {"yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"} <= set(report["Application Tags"].split(","))
+    for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
+        assert (await asyncio.to_thread(cluster.running_with_tag, tag)).get(app_id) == ("alice", "RUNNING"), tag
     # The launcher's log line went to the container's stderr instead.
     assert "Spark session ready" in await asyncio.to_thread(cluster.container_log, app_id, "stderr")
     assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
