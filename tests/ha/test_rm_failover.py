@@ -55,10 +55,15 @@ async def test_kernels_survive_active_rm_kill_and_a_new_kernel_starts_through_th
             res = await ws.execute("owner, sc.parallelize(range(100)).sum()", timeout=180)
             assert res.status == "ok", res.error
             assert res.text == f"({user!r}, 4950)"
-        # The gateway's RM client (built before the kill) follows: the same object answers from the new RM.
+        # The gateway's RM client (built before the kill) follows: the same object answers from the new RM
+        # (a recovered application is RUNNING again once its AM has re-registered there).
         for user, app_id in apps.items():
-            app = await rm_client.app(app_id)
-            assert app["state"] == "RUNNING" and app["user"] == user
+            for _ in range(120):
+                app = await rm_client.app(app_id)
+                if app["state"] == "RUNNING":
+                    break
+                await asyncio.sleep(0.5)
+            assert (app["state"], app["user"]) == ("RUNNING", user), app
         # A new kernel starts through the other RM.
         kid3 = await alice.start_kernel(SPEC, env=NO_EXECUTORS)
         app3 = app_of(gw, kid3)
