@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -122,40 +121,9 @@ def stop_cluster(cluster: YarnCluster, keep_dir: bool = False) -> None:
         cluster.cluster.destroy()
 
 
-def bench_spark_home(cluster: YarnCluster, workdir: str) -> tuple[str, Optional[str]]:
-    """The SPARK_HOME every target submits with, and a note when it is not the cluster's own.
-
-    spark-submit refuses an R application in YARN mode unless ``$SPARK_HOME/R/lib/sparkr.zip``
-    exists (SparkSubmit ships it to the containers as the ``sparkr`` archive). A Spark
-    distribution has it; the pip-installed PySpark the dev cluster uses has no ``R`` directory.
-    Then the benchmark uses a SPARK_HOME of its own: symbolic links to every entry of the
-    cluster's (same scripts, same jars) plus ``R/lib/sparkr.zip`` holding a ``SparkR`` directory with
-    nothing but a README, i.e. a cluster without the SparkR package, the case the R launcher handles
-    (``sc``/``spark`` as JVM handles, used with jcall()). All three languages and all targets
-    use the same SPARK_HOME.
-    """
-    real = cluster.spark_home
-    if os.path.isfile(os.path.join(real, "R", "lib", "sparkr.zip")):
-        return real, None
-    home = os.path.join(workdir, "spark-home")
-    os.makedirs(os.path.join(home, "R", "lib"), exist_ok=True)
-    for name in os.listdir(real):
-        link = os.path.join(home, name)
-        if name != "R" and not os.path.lexists(link):
-            os.symlink(os.path.join(real, name), link)
-    with zipfile.ZipFile(os.path.join(home, "R", "lib", "sparkr.zip"), "w") as z:
-        # One file: YARN's localizer unpacks a zip of bare directory entries into nothing and fails.
-        z.writestr("SparkR/README", "Stand-in written by bench/yarn_bench_env.py: the SparkR package is not "
-                   "installed on this cluster.\n")
-    os.chmod(workdir, 0o755)
-    return home, ("the cluster's SPARK_HOME (pip PySpark) has no R/lib/sparkr.zip, which spark-submit needs for R "
-                  "in YARN mode: every target submits with <workdir>/spark-home = links to it plus a stand-in "
-                  "R/lib/sparkr.zip (no SparkR package)")
-
-
 def gateway_config(cluster: YarnCluster, spark_home: str) -> dict[str, dict[str, Any]]:
     """The test suite's gateway settings for this cluster (small kernels: a 768m driver, one
-    512m executor), with the benchmark's SPARK_HOME."""
+    512m executor), with ``spark_home``."""
     cfg: dict[str, dict[str, Any]] = cluster.gateway_config()
     cfg["YarnServices"]["spark_home"] = spark_home
     return cfg

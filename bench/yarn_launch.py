@@ -57,7 +57,6 @@ from yarn_bench_env import (
     GatewayProcess,
     PeerGateway,
     YarnCluster,
-    bench_spark_home,
     cpu_seconds,
     delete_all,
     gateway_process,
@@ -187,7 +186,8 @@ async def sequential(targets: dict[str, RestTarget], floor: Floor, langs: list[s
                 rec["rounds"].append(r)
                 if kind != "floor":
                     rec["cpu_s"].append(cpu1 - cpu0)
-                    rec["cpu_children_s"].append((ch1 - ch0) - (cpu1 - cpu0))
+                    # Reaped children only (the peer reaps its spark-submit when the kernel ends: ~0 here).
+                    rec["cpu_children_s"].append(max(0.0, (ch1 - ch0) - (cpu1 - cpu0)))
                     if targets[name].last_phases:
                         rec.setdefault("phases", []).append(targets[name].last_phases)
                 else:
@@ -487,11 +487,10 @@ async def run(ns: argparse.Namespace, res: dict[str, Any]) -> str:
         cluster, res["cluster_start_s"] = await asyncio.to_thread(start_cluster, workdir, ns.port_base,
                                                                   ns.cluster_starts)
         res["rm_url"] = cluster.rm_url
-        spark_home, note = bench_spark_home(cluster, workdir)
+        # The cluster's own (pip PySpark, no R/lib/sparkr.zip: build_argv then submits the R launcher
+        # through Spark's RRunner; the floor uses build_argv too).
+        spark_home = cluster.spark_home
         res["spark_home"] = spark_home
-        if note:
-            res["notes"].append(note)
-            log(note)
         floor = Floor(cluster, spark_home, kernel_bounds(cluster))
         await floor.start()
         gw = gateway_process(cluster, spark_home, workdir)
