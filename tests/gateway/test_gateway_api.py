@@ -94,7 +94,8 @@ async def test_kernel_lifecycle_and_model(gateway: Any) -> None:
     listed = await c.request("GET", "api/kernels")
     assert listed.code == 200 and [k["id"] for k in listed.body] == [kid]
     got = await c.request("GET", f"api/kernels/{kid}")
-    assert got.code == 200 and got.body["id"] == kid and got.body["execution_state"] in ("idle", "starting", "busy")  # live state: busy while answering its first requests
+    # The live state: a loaded machine may still find the kernel busy answering its first requests.
+    assert got.code == 200 and got.body["id"] == kid and got.body["execution_state"] in ("idle", "starting", "busy")
     assert (await c.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
     restarted = await c.request("POST", f"api/kernels/{kid}/restart", {})
     assert restarted.code == 200 and restarted.body["id"] == kid
