@@ -153,6 +153,32 @@ class KernelWS:
         await self.send(msg)
         return await self.collect(msg["header"]["msg_id"], timeout)
 
+    async def execute_all(self, code: str, timeout: float = 60, linger: float = 2.0) -> ExecResult:
+        """Execute and collect everything published for the cell, including what comes up to ``linger``
+        seconds after its reply and idle status (output some kernels, Toree among them, publish late)."""
+        msg = self.message("execute_request", {"code": code, "silent": False, "store_history": True,
+                                               "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        await self.send(msg)
+        res: ExecResult = await self.collect(msg["header"]["msg_id"], timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + linger
+        while loop.time() < deadline:
+            try:
+                m = await self.recv(max(0.05, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break
+            if m is None or m.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            res.messages.append(m)
+            if m["msg_type"] == "stream":
+                if m["content"]["name"] == "stdout":
+                    res.stdout += m["content"]["text"]
+                else:
+                    res.stderr += m["content"]["text"]
+            elif m["msg_type"] in ("execute_result", "display_data"):
+                res.results.append(m["content"]["data"].get("text/plain", ""))
+        return res
+
     async def collect(self, msg_id: str, timeout: float = 60) -> ExecResult:
         res = ExecResult(status="")
         idle = False

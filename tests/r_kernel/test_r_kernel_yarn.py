@@ -17,7 +17,6 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers.gwclient import ExecResult
 from helpers.yarn_cluster import container_user
 from helpers.yarn_specs import PORT_RANGE
 from helpers.yarn_specs import wait_app_state as _wait_app_state
@@ -45,31 +44,6 @@ def _app_of(gw: Any, kid: str) -> str:
     return str(gw.registry.kernels[kid].km.provisioner.app_id)
 
 
-async def _exec_all(ws: Any, code: str, timeout: float = 60, linger: float = 2.0) -> ExecResult:
-    """Execute and collect everything published for the cell, including what comes up to ``linger``
-    seconds after its reply and idle status (so output that arrives late is not missed)."""
-    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": True,
-                                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
-    await ws.send(msg)
-    res: ExecResult = await ws.collect(msg["header"]["msg_id"], timeout)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + linger
-    while loop.time() < deadline:
-        try:
-            m = await ws.recv(max(0.05, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            break
-        if m is None or m.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
-            continue
-        res.messages.append(m)
-        if m["msg_type"] == "stream":
-            if m["content"]["name"] == "stdout":
-                res.stdout += m["content"]["text"]
-            else:
-                res.stderr += m["content"]["text"]
-        elif m["msg_type"] in ("execute_result", "display_data"):
-            res.results.append(m["content"]["data"].get("text/plain", ""))
-    return res
 
 
 async def _out(ws: Any, code: str, timeout: float = 60) -> str:
@@ -120,10 +94,10 @@ async def test_r_kernel_runs_spark_on_yarn_as_caller_interrupts_and_finishes(
     # notice about SparkR; none of the launcher's log lines ("R launcher: ... SparkContext ready") and none
     # of Spark's.
     total = 'jcall(jcall(jcall(spark, "sql", "SELECT sum(id) AS s FROM range(1, 11)"), "first"), "getLong", 0L)'
-    first = await _exec_all(ws, f'cat("first Spark cell\\n")\n{total}', timeout=180)
+    first = await ws.execute_all(f'cat("first Spark cell\\n")\n{total}', timeout=180)
     assert first.status == "ok", (first.stdout, first.stderr, first.error)
     assert (first.stdout, first.stderr, first.results) == ("first Spark cell\n", NOTICE, ["[1] 55"]), first.messages
-    again = await _exec_all(ws, 'cat("second\\n")\n1+1')
+    again = await ws.execute_all('cat("second\\n")\n1+1')
     assert (again.stdout, again.stderr, again.results) == ("second\n", "", ["[1] 2"])  # the notice came once
 
     # What Spark in the driver says about itself: YARN cluster mode, the gateway's application, the caller.

@@ -14,7 +14,6 @@ from typing import Any
 import psutil
 import pytest
 
-from helpers.gwclient import ExecResult
 from helpers.yarn_specs import PORT_RANGE
 from helpers.yarn_specs import app_of as _app_of
 from helpers.yarn_specs import wait_app_state as _wait_app_state
@@ -63,31 +62,6 @@ async def _exec(ws: Any, code: str, timeout: float = 60, want_result: bool = Fal
     return res
 
 
-async def _exec_all(ws: Any, code: str, timeout: float = 60, linger: float = 3.0) -> ExecResult:
-    """Execute and collect everything published for the cell, including what comes up to ``linger``
-    seconds after its reply and idle status (Toree publishes some of it late)."""
-    msg = ws.message("execute_request", {"code": code, "silent": False, "store_history": True,
-                                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
-    await ws.send(msg)
-    res: ExecResult = await ws.collect(msg["header"]["msg_id"], timeout)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + linger
-    while loop.time() < deadline:
-        try:
-            m = await ws.recv(max(0.05, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            break
-        if m is None or m.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
-            continue
-        res.messages.append(m)
-        if m["msg_type"] == "stream":
-            if m["content"]["name"] == "stdout":
-                res.stdout += m["content"]["text"]
-            else:
-                res.stderr += m["content"]["text"]
-        elif m["msg_type"] in ("execute_result", "display_data"):
-            res.results.append(m["content"]["data"].get("text/plain", ""))
-    return res
 
 
 
@@ -115,7 +89,8 @@ async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_
     # background and `sc` waits for it). Its output is what it printed and its value: none of the launcher's
     # log lines ("Spark session ready ...", which the launcher prints meanwhile) and none of Spark's. Toree
     # itself may display one notice while `sc` waits for the session (a display_data, not a stream).
-    first = await _exec_all(ws, 'println("first Spark cell")\nsc.parallelize(1 to 10).sum()', timeout=180)
+    first = await ws.execute_all('println("first Spark cell")\nsc.parallelize(1 to 10).sum()', timeout=180,
+                               linger=3.0)  # Toree publishes some output late
     assert first.status == "ok", first
     assert (first.stdout, first.stderr) == ("first Spark cell\n", ""), first.messages
     shown = {t: [m["content"]["data"].get("text/plain") for m in first.messages if m["msg_type"] == t]
