@@ -331,6 +331,8 @@ class YarnGatewayApp(Application):
             recovery.cancel()
         if self.http_server is not None:
             self.http_server.stop()
+            if self.registry is not None:  # their clients still get an answer (503) before connections close
+                await self.registry.cancel_launches()
             await self.http_server.close_all_connections()
         if self.registry is not None:
             await self.registry.stop()

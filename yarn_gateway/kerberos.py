@@ -17,6 +17,7 @@ endpoint (:meth:`KerberosLogin.health`). When there is no valid ticket they get 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -296,7 +297,15 @@ class KerberosLogin(LoggingConfigurable):
                 self.kinit, *args, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )
-            out, _ = await proc.communicate()
+            try:
+                out, _ = await proc.communicate()
+            except BaseException:  # cancelled (a gateway stop): never leave kinit running unreaped
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(proc.wait())
+                await run_blocking(_unlink, tmp)
+                raise
         except OSError as exc:
             self.last_error = f"cannot run {self.kinit}: {exc}"
             self.log.error("Kerberos login failed: %s", self.last_error)

@@ -87,3 +87,35 @@ async def test_missing_keytab_refuses_to_start(krb, tmp_path) -> None:
     login = _login(krb, str(tmp_path / "nope.keytab"), "yarngw/localhost")
     with pytest.raises(ValueError, match=r"nope\.keytab"):
         await login.start()
+
+
+async def test_cancelled_login_leaves_no_kinit_running(krb, tmp_path) -> None:
+    """A gateway stopped while kinit waits for a KDC that does not answer kills and reaps that kinit."""
+    import socket
+
+    import psutil
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a "KDC" that never answers
+    silent.bind(("127.0.0.1", 0))
+    conf = tmp_path / "krb5.conf"
+    conf.write_text(f"[libdefaults]\n default_realm = {krb.name}\n udp_preference_limit = 100000\n"
+                    f"[realms]\n {krb.name} = {{\n  kdc = 127.0.0.1:{silent.getsockname()[1]}\n }}\n")
+    login = KerberosLogin(keytab=krb.gw_keytab, principal=krb.princ("yarngw/localhost"), krb5_conf=str(conf))
+    task = asyncio.create_task(login.start())
+    me = psutil.Process()
+    deadline = time.monotonic() + 20
+    kinits: list[psutil.Process] = []
+    while not kinits:
+        assert time.monotonic() < deadline, "kinit never started"
+        await asyncio.sleep(0.05)
+        kinits = [c for c in me.children() if c.name() == "kinit"]
+    await asyncio.sleep(0.3)
+    assert kinits[0].is_running() and kinits[0].status() != psutil.STATUS_ZOMBIE  # still waiting for the KDC
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not psutil.pid_exists(kinits[0].pid)  # killed and reaped, not left for a closed loop
+    assert login.ccache_path and not any(name.startswith(os.path.basename(login.ccache_path))
+                                         for name in os.listdir(os.path.dirname(login.ccache_path)))
+    await login.stop()
+    silent.close()

@@ -56,6 +56,8 @@ class KernelRecord:
     released: bool = False  # no longer held here, but possibly still running (in YARN)
     ready: bool = False  # started (or re-attached) and connected; launching kernels are never culled
     launch_env: dict[str, str] = field(default_factory=dict)
+    launch_task: Optional[asyncio.Task[None]] = None  # while starting: what a gateway stop cancels
+    checkpoint: Optional[asyncio.Future[None]] = None  # the save of the launch record, once there is one
 
     @property
     def recoverable(self) -> bool:
@@ -101,6 +103,11 @@ class KernelRegistry(LoggingConfigurable):
     )
     liveness_interval = Float(
         3.0, config=True, help="Seconds between checks that each kernel's process (or application) is alive."
+    )
+    stop_launch_wait = Float(
+        30.0, config=True,
+        help="Seconds a gateway stop waits for launches in progress to be cancelled (spark-submit and the "
+        "YARN application killed).",
     )
     shutdown_wait_time = Float(
         5.0, config=True, help="Seconds a kernel gets to exit after a shutdown request before it is killed."
@@ -208,12 +215,38 @@ class KernelRegistry(LoggingConfigurable):
         rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
         self._lifecycle(rec, "start requested")
+        # The launch runs as a task of its own, so that a gateway stop can cancel it (killing
+        # spark-submit and the YARN application) without cancelling the request handler.
+        backstop = client_timeout if client_timeout is not None else self.max_launch_timeout
+        launch = asyncio.create_task(self._launch(rec, env, timeout, backstop), name=f"launch-{kernel_id}")
+        rec.launch_task = launch
+        try:
+            await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            if not launch.done():  # the caller went away: end the launch, then pass the cancellation on
+                launch.cancel()
+                await asyncio.wait({launch})
+                if not launch.cancelled():
+                    launch.exception()  # retrieved: the caller is gone, the launch logged its own failure
+                raise
+            if not launch.cancelled():
+                raise
+            raise GatewayError(503, f"Kernel {kernel_id} ({spec_name}) was not started: the gateway is stopping. "
+                               "Try again in a moment.", reason="Gateway stopping") from None
+        finally:
+            rec.launch_task = None
+        await self.sessions.save(rec)
+        self._ensure_monitor()
+        return rec
+
+    async def _launch(self, rec: KernelRecord, env: dict[str, str], timeout: float, backstop: float) -> None:
+        km, hub = rec.km, rec.hub
         try:
             # A provisioner with a launch timeout of its own applies it (with a precise error); the
             # registry's wait is the backstop, never shorter than what the provisioner may take.
-            backstop = client_timeout if client_timeout is not None else self.max_launch_timeout
             await asyncio.wait_for(
-                km.start_kernel(kernel_id=kernel_id, env={**base_environment(), **env}), backstop + self.start_grace
+                km.start_kernel(kernel_id=rec.kernel_id, env={**base_environment(), **env}),
+                backstop + self.start_grace,
             )
             await hub.connect(dict(km.get_connection_info(session=False)), timeout, km.is_alive)
         except asyncio.CancelledError:
@@ -224,9 +257,6 @@ class KernelRegistry(LoggingConfigurable):
             raise self._start_error(rec, exc, timeout) from exc
         rec.ready = True
         self._lifecycle(rec, "connected")
-        await self.sessions.save(rec)
-        self._ensure_monitor()
-        return rec
 
     def new_manager(self, spec_name: str, kernel_id: str) -> AsyncKernelManager:
         km = AsyncKernelManager(
@@ -245,6 +275,7 @@ class KernelRegistry(LoggingConfigurable):
         if rec is not None:
             fut = asyncio.ensure_future(self.sessions.save(rec, launching=True))
             fut.add_done_callback(_log_failure)
+            rec.checkpoint = fut
 
     def _start_error(self, rec: KernelRecord, exc: BaseException, timeout: float) -> GatewayError:
         if isinstance(exc, GatewayError):
@@ -274,6 +305,13 @@ class KernelRegistry(LoggingConfigurable):
                 await rec.km.shutdown_kernel(now=True)
         except Exception as exc:
             self.log.warning("Kernel %s: cleanup after a failed start: %s", rec.kernel_id, exc)
+        left_running = bool(getattr(rec.km.provisioner, "app_left_running", False))
+        if rec.checkpoint is not None and not left_running:  # the launch was recorded: nothing is left to recover
+            await asyncio.wait({rec.checkpoint})
+            try:
+                await self.sessions.forget(rec.kernel_id)
+            except Exception as exc:
+                self.log.warning("Kernel %s: its launch record stays in the session store: %s", rec.kernel_id, exc)
 
     async def interrupt(self, rec: KernelRecord) -> None:
         async with rec.lock:
@@ -326,6 +364,7 @@ class KernelRegistry(LoggingConfigurable):
             self._monitor.cancel()
             self._monitor = None
         await self.sessions.stop_housekeeping()
+        await self.cancel_launches()
         to_stop = []
         for rec in list(self.kernels.values()):
             if rec.recoverable and not self.shutdown_kernels_on_stop:
@@ -337,6 +376,19 @@ class KernelRegistry(LoggingConfigurable):
         await asyncio.gather(*(self.shutdown(r) for r in to_stop), return_exceptions=True)
         await self.sessions.close()
         await self.yarn_services.stop()
+
+    async def cancel_launches(self) -> None:
+        """End the launches still in progress: their clients get a 503, and what they started
+        (spark-submit, a YARN application) is stopped; nobody could reconnect to them."""
+        tasks = [r.launch_task for r in self.kernels.values() if r.launch_task is not None and not r.launch_task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.stop_launch_wait)
+            if pending:
+                self.log.warning("%d kernel launch(es) still cleaning up after %g s", len(pending),
+                                 self.stop_launch_wait)
+            await asyncio.sleep(0.1)  # the start requests write their 503 before connections close
 
     def _lifecycle(self, rec: KernelRecord, event: str, detail: str = "", level: int = logging.INFO) -> None:
         """Log one lifecycle event (yarn_gateway.logs) and count it in the metrics."""

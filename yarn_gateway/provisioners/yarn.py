@@ -100,6 +100,8 @@ class YarnProvisioner(KernelProvisionerBase):
         self.connection_key = ""
         self._exit_code: Optional[int] = None
         self._launching = False
+        self._submitted = False  # spark-submit ran: an application may exist before its id is known
+        self.app_left_running = False
         self._stopping = False
         self._last_fresh = 0.0
         self._argv_template: list[str] = []
@@ -232,6 +234,7 @@ class YarnProvisioner(KernelProvisionerBase):
             argv = build_argv(self._spec, props)
             self.log.info("%s: submitting to YARN as %s", self._label(), self.owner)
             async with services.submit_slot():
+                self._submitted = True
                 submit_started = loop.time()
                 result = await run_spark_submit(argv, self._submit_env(services), max(1.0, deadline - loop.time()),
                                                 on_app_id=self._set_app_id)
@@ -362,6 +365,17 @@ class YarnProvisioner(KernelProvisionerBase):
 
     async def _abandon(self, exc: BaseException) -> None:
         """A launch failed or was cancelled: make sure nothing is left running in YARN."""
+        if self.app_id is None and self._submitted:
+            # spark-submit was stopped (or failed) before it printed the id: the RM may have the
+            # application all the same; it carries this kernel's tag.
+            try:
+                found = await asyncio.shield(self._rm().find_by_tag(f"kernel-{self.kernel_id}"))
+            except Exception as find_exc:
+                self.log.warning("%s: could not look for an application after a failed launch: %s",
+                                 self._label(), find_exc)
+                found = None
+            if found is not None:
+                self.app_id = str(found["id"])
         if self.app_id is None:
             return
         try:
@@ -370,6 +384,7 @@ class YarnProvisioner(KernelProvisionerBase):
                           type(exc).__name__, state)
         except Exception as kill_exc:
             self.log.error("%s: could not kill the application after a failed launch: %s", self._label(), kill_exc)
+            self.app_left_running = True  # its launch record stays, so that a later sweep kills it
         self._exit_code = 1
 
     # -- running ------------------------------------------------------------------------
