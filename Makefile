@@ -35,10 +35,10 @@ apt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV)/.stamp: setup.py requirements-test.txt pyproject.toml
+$(VENV)/.stamp: setup.py requirements-test.txt pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	$(PIP) install -q -e . -r requirements-test.txt
+	$(PIP) install -q -e . -e ./client -r requirements-test.txt
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -58,13 +58,21 @@ devcluster-jars: venv
 	$(PY) -c "from devcluster.maven import daemon_classpath; print(len(daemon_classpath()), 'Hadoop jars resolved')"
 
 lint: venv
-	$(VENV)/bin/ruff check yarn_gateway devcluster launchers/python tests bench
+	$(VENV)/bin/ruff check yarn_gateway client devcluster launchers/python tests bench
 	$(VENV)/bin/mypy
 
 # pytest's exit code 5 ("no tests collected") must never pass for success.
-test: deps lint scala-launcher
-	@YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: deps lint scala-launcher client-wheelhouse
+	@YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) YARNGW_CLIENT_WHEELHOUSE=$(CLIENT_WHEELHOUSE) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
+
+# Wheels of the desktop package and its dependencies, so that the packaging test installs it
+# into a clean venv without reaching the network.
+CLIENT_WHEELHOUSE ?= build/wheelhouse/client
+client-wheelhouse: $(CLIENT_WHEELHOUSE)/.stamp
+$(CLIENT_WHEELHOUSE)/.stamp: client/pyproject.toml client/yarn_gateway_client/__init__.py $(VENV)/.stamp
+	$(PIP) wheel -q -w $(CLIENT_WHEELHOUSE) ./client
+	touch $@
 
 test-fast: venv
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc

@@ -40,7 +40,7 @@ async def test_jupyter_server_with_renewer_runs_yarn_kernel_as_alice(make_gatewa
     gw = await make_gateway(secure_config(mc))
     alice_cc = krb.user_ccache("alice")
     js = JupyterServer(f"http://localhost:{gw.port}", "", str(tmp_path / "desktop"), extra_args=[
-        "--GatewayClient.gateway_token_renewer_class=yarn_gateway.client.KerberosTokenRenewer",
+        "--GatewayClient.gateway_token_renewer_class=yarn_gateway_client.KerberosTokenRenewer",
         "--GatewayClient.auth_scheme=Negotiate"],
         extra_env={"KRB5CCNAME": f"FILE:{alice_cc}", "KRB5_CONFIG": krb.krb5_conf})
     await js.start()

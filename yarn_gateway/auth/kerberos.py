@@ -55,7 +55,7 @@ class KerberosAuthenticator(Authenticator):
     kind = "kerberos"
     login_hint = ("negotiate with Kerberos (SPNEGO): run kinit, then use a client that sends "
                   "'Authorization: Negotiate' (jupyter: --GatewayClient.gateway_token_renewer_class="
-                  "yarn_gateway.client.KerberosTokenRenewer)")
+                  "yarn_gateway_client.KerberosTokenRenewer)")
 
     keytab = Unicode(config=True, help="Keytab with the gateway's HTTP/<host> service key (default: $KRB5_KTNAME).")
 

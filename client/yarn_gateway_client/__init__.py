@@ -3,7 +3,7 @@
 Use it from the desktop (the user has run ``kinit``)::
 
     jupyter lab --gateway-url=https://edge01.example.com:8888 \\
-        --GatewayClient.gateway_token_renewer_class=yarn_gateway.client.KerberosTokenRenewer \\
+        --GatewayClient.gateway_token_renewer_class=yarn_gateway_client.KerberosTokenRenewer \\
         --GatewayClient.auth_scheme=Negotiate
 
 jupyter_server's ``GatewayClient`` calls :meth:`KerberosTokenRenewer.get_token` before
