@@ -155,3 +155,14 @@ async def test_rm_rest_refuses_the_unauthenticated_and_the_gateway_uses_spnego(m
     # (lazy Spark: ACCEPTED until the driver's SparkContext registers)
     assert report["User"] == "alice" and report["State"] in ("ACCEPTED", "RUNNING"), report
     assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
+
+
+async def test_rm_without_spnego_is_rm_refused(secure_cluster: YarnCluster) -> None:
+    """A Kerberized RM that the gateway reaches without SPNEGO: a typed refusal naming the setting, not 'unavailable'."""
+    from yarn_gateway.yarn.rm_client import RMClient, RMRefused
+
+    rm = RMClient([secure_cluster.rm_url], timeout=10)
+    with pytest.raises(RMRefused) as info:
+        await rm.app("application_1000000000000_0001")
+    assert info.value.status == 401
+    assert "rm_auth" in str(info.value) and secure_cluster.rm_url in str(info.value)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import GatewayError
 from ..logs import record_event
-from ..yarn.rm_client import FINAL_STATES, RMError
+from ..yarn.rm_client import FINAL_STATES, RMError, RMNotFound
 
 if TYPE_CHECKING:
     from .registry import KernelRecord
@@ -80,10 +80,10 @@ async def sweep(keeper: SessionKeeper) -> tuple[list[str], list[str]]:
                 continue
             try:
                 state = (await rm.app(app_id)).get("state")
-            except RMError as exc:
-                if "404" not in str(exc):
-                    continue
+            except RMNotFound:
                 state = None
+            except RMError:
+                continue  # the RM is unavailable or refused: decide on a later sweep
             if state is None or state in FINAL_STATES:
                 keeper.log.info("Removing the record of kernel %s: application %s is %s", kid, app_id,
                                 state or "unknown to YARN")

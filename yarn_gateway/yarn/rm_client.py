@@ -31,7 +31,62 @@ FINAL_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
 
 class RMError(Exception):
-    """The ResourceManager could not be reached or refused a call (message is user-safe)."""
+    """A ResourceManager call failed (the message is user-safe). Callers decide by subclass:
+
+    - :class:`RMUnavailable`: no ResourceManager answered (down, failing over, unreachable);
+      worth retrying later;
+    - :class:`RMNotFound`: the RM answered 404 (for an application: YARN does not know it,
+      or has forgotten it);
+    - :class:`RMRefused`: the RM answered 401/403 (authentication or a YARN ACL);
+    - :class:`RMError` itself: any other answer (an unexpected status or payload).
+    """
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RMUnavailable(RMError):
+    """No ResourceManager could be reached."""
+
+
+class RMNotFound(RMError):
+    """The ResourceManager answered 404."""
+
+
+class RMRefused(RMError):
+    """The ResourceManager answered 401 or 403."""
+
+
+class _HTTPStatus(Exception):
+    """A non-success answer, raised by :class:`_StatusSession` before yarn-api-client turns it into text."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.text = text
+
+
+class _StatusSession(requests.Session):
+    """The session yarn-api-client uses, keeping an error answer's status as a number."""
+
+    max_error_text = 4096
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        resp = super().request(*args, **kwargs)
+        if resp.status_code not in (200, 202):
+            raise _HTTPStatus(resp.status_code, resp.text[: self.max_error_text])
+        return resp
+
+
+def _typed(method: str, err: _HTTPStatus) -> RMError:
+    detail = " ".join(err.text.split())[:300]
+    message = f"the ResourceManager answered {err.status} to {method}" + (f": {detail}" if detail else "")
+    if err.status == 404:
+        return RMNotFound(message, err.status)
+    if err.status in (401, 403):
+        return RMRefused(message, err.status)
+    return RMError(message, err.status)
 
 
 class RMClient:
@@ -69,10 +124,32 @@ class RMClient:
     def _build(self) -> ResourceManager:
         auth = self.auth_factory() if self.auth_factory else None
         try:
-            return ResourceManager(service_endpoints=list(self.endpoints), timeout=self.timeout, auth=auth,
-                                   verify=self.verify)
+            rm = ResourceManager(service_endpoints=list(self.endpoints), timeout=self.timeout, auth=auth,
+                                 verify=self.verify)
         except Exception as exc:  # yarn-api-client raises a bare Exception("No active RMs found")
-            raise RMError(f"no active ResourceManager among {', '.join(self.endpoints)} ({exc})") from None
+            refused = self._refusing_endpoints(auth)
+            if refused:
+                said = "; ".join(f"{endpoint} answered {status}" for endpoint, status in refused)
+                raise RMRefused(f"the ResourceManager refused the gateway's credentials ({said}): check "
+                                "YarnServices.rm_auth and the gateway's Kerberos ticket", refused[0][1]) from None
+            raise RMUnavailable(f"no active ResourceManager among {', '.join(self.endpoints)} ({exc})") from None
+        session = _StatusSession()
+        session.auth, session.verify, session.proxies = rm.session.auth, rm.session.verify, rm.session.proxies
+        rm.session = session
+        return rm
+
+    def _refusing_endpoints(self, auth: Any) -> list[tuple[str, int]]:
+        """The endpoints that answer 401/403 (blocking; only after yarn-api-client found no active RM)."""
+        refused = []
+        for endpoint in self.endpoints:
+            try:
+                resp = requests.get(f"{endpoint}/ws/v1/cluster/info", timeout=self.timeout, auth=auth,
+                                    verify=self.verify)
+            except requests.RequestException:
+                continue
+            if resp.status_code in (401, 403):
+                refused.append((endpoint, resp.status_code))
+        return refused
 
     async def _client(self, rebuild: bool = False) -> ResourceManager:
         async with self._rm_lock:
@@ -96,9 +173,12 @@ class RMClient:
             except requests.RequestException as exc:
                 self._observe(method, started, _error_kind(exc))
                 if attempt == 1:
-                    raise RMError(f"ResourceManager unreachable ({type(exc).__name__}): {exc}") from None
+                    raise RMUnavailable(f"ResourceManager unreachable ({type(exc).__name__}): {exc}") from None
                 log.warning("RM call %s failed (%s); re-probing %s", method, type(exc).__name__, self.endpoints)
-            except APIError as exc:
+            except _HTTPStatus as exc:
+                self._observe(method, started, "api")
+                raise _typed(method, exc) from None
+            except APIError as exc:  # yarn-api-client's own checks (configuration, arguments)
                 self._observe(method, started, "api")
                 raise RMError(str(exc)) from None
         raise AssertionError("unreachable")
@@ -153,10 +233,8 @@ class RMClient:
             return str(self._live[app_id].get("state"))
         try:  # not live (any more): one direct look, remembered if final
             app = await self.app(app_id)
-        except RMError as exc:
-            if "404" in str(exc):
-                return None
-            raise
+        except RMNotFound:
+            return None
         if app.get("state") in FINAL_STATES:
             self._final[app_id] = app
         return str(app.get("state"))
