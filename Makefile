@@ -15,12 +15,13 @@ APT_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev zookeeper \
                 r-base-core r-cran-irkernel rpm maven openjdk-17-jdk-headless
 PYTEST_ARGS ?=
 
-.PHONY: help deps apt venv cluster-env devcluster-jars run stop-cluster test test-fast lint bench clean
+.PHONY: help deps apt venv cluster-env devcluster-jars run stop-cluster test test-fast test-unit client-wheelhouse lint bench clean
 
 help:
 	@echo "make run    - install what is needed, start a single-host YARN and the gateway (prints how to connect)"
 	@echo "make stop-cluster - stop the YARN cluster make run started (and every kernel in it)"
 	@echo "make test   - install everything the tests need and run the whole suite"
+	@echo "make test-fast - the YARN failure paths in about 30 s (no JVM, no cluster)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (see bench/README.md)"
 
@@ -74,7 +75,12 @@ $(CLIENT_WHEELHOUSE)/.stamp: client/pyproject.toml client/yarn_gateway_client/__
 	$(PIP) wheel -q -w $(CLIENT_WHEELHOUSE) ./client
 	touch $@
 
+# The failure paths of the YARN provisioner (stand-in spark-submit and RM, the real launcher): about 30 s.
 test-fast: venv
+	@$(PY) -m pytest -m fast $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
+
+# Everything without a JVM kernel or a cluster end to end.
+test-unit: venv
 	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 1; exit $$rc
 
 run: deps scala-launcher

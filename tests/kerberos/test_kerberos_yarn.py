@@ -158,7 +158,7 @@ async def test_rm_rest_refuses_the_unauthenticated_and_the_gateway_uses_spnego(m
 
 
 async def test_rm_without_spnego_is_rm_refused(secure_cluster: YarnCluster) -> None:
-    """A Kerberized RM that the gateway reaches without SPNEGO: a typed refusal naming the setting, not 'unavailable'."""
+    """A Kerberized RM reached without SPNEGO: a typed refusal naming the setting, not 'unavailable'."""
     from yarn_gateway.yarn.rm_client import RMClient, RMRefused
 
     rm = RMClient([secure_cluster.rm_url], timeout=10)

@@ -9,6 +9,7 @@ from typing import Any
 import psutil
 import pytest
 
+from helpers.waiting import wait_until
 from helpers.yarn_specs import wait_app_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
@@ -27,17 +28,6 @@ def _spark_submits() -> list[psutil.Process]:
     return found
 
 
-async def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert loop.time() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def test_stop_during_spark_submit_and_during_launcher_wait(make_gateway: Any, cluster: Any,
                                                                  yarn_gateway_config: dict[str, Any]) -> None:
     gw = await make_gateway(yarn_gateway_config)
@@ -46,15 +36,15 @@ async def test_stop_during_spark_submit_and_during_launcher_wait(make_gateway: A
     # One launch is stopped while spark-submit runs (no application id yet), the other once YARN
     # has accepted its application and the gateway waits for the launcher.
     early = asyncio.create_task(alice.request("POST", "api/kernels", {"name": SPEC}, timeout=240))
-    kid_early = await _wait_for(lambda: next(iter(gw.registry.kernels), None), 30, "no launch began")
+    kid_early = await wait_until(lambda: next(iter(gw.registry.kernels), None), 30, "no launch began")
     late = asyncio.create_task(alice.request("POST", "api/kernels", {"name": SPEC}, timeout=240))
-    await _wait_for(lambda: len(gw.registry.kernels) == 2, 30, "second launch did not begin")
+    await wait_until(lambda: len(gw.registry.kernels) == 2, 30, "second launch did not begin")
     kid_late = next(k for k in gw.registry.kernels if k != kid_early)
     recs = gw.registry.kernels
-    await _wait_for(lambda: _spark_submits(), 30, "spark-submit never ran")
+    await wait_until(lambda: _spark_submits(), 30, "spark-submit never ran")
     late_prov = recs[kid_late].km.provisioner
     early_prov = recs[kid_early].km.provisioner
-    await _wait_for(lambda: late_prov.app_id or early_prov.app_id, 120, "no application submitted")
+    await wait_until(lambda: late_prov.app_id or early_prov.app_id, 120, "no application submitted")
     # Whichever was submitted first plays "late"; the other is still in spark-submit or just past it.
     waiting = late_prov if late_prov.app_id else early_prov
     assert waiting.app_id

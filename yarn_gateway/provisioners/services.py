@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Optional
 
+import requests
 from traitlets import Float, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -23,6 +24,21 @@ from .response_listener import ResponseListener
 
 if TYPE_CHECKING:
     from ..kerberos import KerberosLogin
+
+
+class PseudoAuth(requests.auth.AuthBase):
+    """Hadoop's "simple" HTTP authentication: ``user.name=<user>`` on every request.
+
+    (yarn-api-client's ``SimpleAuth`` fetches a cookie first, with a request that has no
+    timeout and fails on a missing cookie; Hadoop accepts the parameter on every call.)
+    """
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.prepare_url(request.url, {"user.name": self.user})
+        return request
 
 
 class YarnServices(LoggingConfigurable):
@@ -129,9 +145,7 @@ class YarnServices(LoggingConfigurable):
 
     def _auth(self) -> Any:
         if self.rm_auth == "simple":
-            from yarn_api_client.auth import SimpleAuth
-
-            return SimpleAuth(getpass.getuser())
+            return PseudoAuth(getpass.getuser())
         if self.rm_auth == "kerberos" and self.kerberos is not None:
             self.kerberos.check_ticket()  # a named error (KerberosTicketError), not "no active RM"
             return self.kerberos.requests_auth()  # SPNEGO from the gateway's own cache

@@ -36,7 +36,7 @@ from traitlets import Dict, Float, List, Unicode
 from ..errors import GatewayError
 from ..kernels.params import parameters_of
 from ..logs import kernel_event
-from ..yarn.rm_client import FINAL_STATES, RMClient, RMError
+from ..yarn.rm_client import FINAL_STATES, RMClient, RMError, RMNotFound, RMUnavailable
 from ..yarn.spark_submit import (
     SubmitResult,
     SubmitSpec,
@@ -89,6 +89,9 @@ class YarnProvisioner(KernelProvisionerBase):
                              help="Seconds an application may wait in ACCEPTED (queue full) before the launch fails.")
     spark_context_initialization_mode = Unicode("lazy", config=True, help="lazy, eager or none.")
     launch_poll_interval = Float(1.0, config=True, help="Seconds between YARN state checks while launching.")
+    rm_outage_timeout = Float(60.0, config=True,
+                              help="Seconds a launch keeps waiting for its launcher while the ResourceManager is "
+                              "unreachable (an RM failover takes seconds) before it fails with 503.")
     shutdown_wait = Float(20.0, config=True, help="Seconds a stopping kernel's application gets to end by itself.")
 
     def __init__(self, **kwargs: Any) -> None:
@@ -305,7 +308,7 @@ class YarnProvisioner(KernelProvisionerBase):
         loop = asyncio.get_running_loop()
         rm = self._rm()
         accepted_since: Optional[float] = None
-        rm_errors = 0
+        rm_down_since: Optional[float] = None
         # Launch phases (metrics), at launch_poll_interval resolution: ACCEPTED wait until YARN
         # shows the AM container allocated, then the launcher's callback.
         submitted = loop.time()
@@ -332,13 +335,23 @@ class YarnProvisioner(KernelProvisionerBase):
             assert self.app_id is not None
             try:
                 app = await rm.app(self.app_id)
-                rm_errors = 0
-            except RMError as exc:
-                rm_errors += 1
-                if rm_errors >= 5:
-                    raise GatewayError(503, f"{self._label()}: the ResourceManager is unreachable: {exc}",
+                rm_down_since = None
+            except RMUnavailable as exc:
+                # A failover or a restart of the RM: the launcher may still call back, so keep waiting
+                # (within the launch deadline) for rm_outage_timeout before giving up.
+                rm_down_since = rm_down_since if rm_down_since is not None else loop.time()
+                if loop.time() - rm_down_since > self.rm_outage_timeout:
+                    raise GatewayError(503, f"{self._label()}: the ResourceManager has been unreachable for "
+                                       f"{loop.time() - rm_down_since:.0f} s: {exc}. Try again once YARN is back.",
                                        reason="YARN unreachable") from None
                 continue
+            except RMNotFound:
+                raise GatewayError(500, f"{self._label()}: YARN no longer knows the application (was the "
+                                   "ResourceManager restarted without recovery?); start the kernel again.",
+                                   reason="Kernel start failed") from None
+            except RMError as exc:  # refused (401/403) or an unexpected answer: waiting would not help
+                raise GatewayError(502, f"{self._label()}: the ResourceManager would not report the application: "
+                                   f"{exc}", reason="YARN error") from None
             state = str(app.get("state"))
             if allocated_at is None:
                 if app.get("amHostHttpAddress") or state == "RUNNING":

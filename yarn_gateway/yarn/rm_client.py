@@ -145,7 +145,8 @@ class RMClient:
             try:
                 resp = requests.get(f"{endpoint}/ws/v1/cluster/info", timeout=self.timeout, auth=auth,
                                     verify=self.verify)
-            except requests.RequestException:
+            except Exception as exc:  # unreachable, or the auth itself failed: not a refusal by the RM
+                log.debug("RM %s: probe failed: %s", endpoint, exc)
                 continue
             if resp.status_code in (401, 403):
                 refused.append((endpoint, resp.status_code))
