@@ -303,6 +303,7 @@ class YarnGatewayTarget(GatewayTarget):
             f"c.YarnGatewayApp.kernelspec_dirs = [{str(self.kernels_dir)!r}]\n"
             f"c.YarnGatewayApp.default_kernel_name = {KERNEL_NAME!r}\n"
             f"c.TokenAuthenticator.shared_token_user = {KERNEL_USERNAME!r}\n"
+            f"c.AccessPolicy.local_kernel_users = {{{KERNEL_USERNAME!r}}}\n"  # bench_python is a local kernelspec
         )
         cmd = [
             str(self.exe), "--ip=127.0.0.1", f"--port={self.port}", f"--token={self.token}",

@@ -21,13 +21,13 @@ from traitlets.config import Application, catch_config_error
 from traitlets.utils.importstring import import_item
 
 from . import __version__
-from .auth.base import Authenticator
+from .auth.base import Authenticator, is_loopback
 from .auth.kerberos import KerberosAuthenticator
 from .auth.none import NoneAuthenticator
 from .auth.policy import AccessPolicy
 from .auth.token import TokenAuthenticator
 from .handlers.api import VersionHandler
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, parse_origins
 from .handlers.channels import ChannelsHandler
 from .handlers.health import HealthCheck, HealthHandler, ProbeHandler, rm_check, rm_configured
 from .handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
@@ -35,6 +35,7 @@ from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, 
 from .handlers.metrics import MetricsHandler
 from .kerberos import KerberosLogin
 from .kernels.registry import KernelRegistry
+from .logs import safe_text
 from .utils import run_blocking
 
 AUTHENTICATORS = {
@@ -47,7 +48,8 @@ _UUID = r"(?P<kernel_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 
 
 def builtin_kernelspec_dir() -> str:
-    """The kernelspecs shipped with the package (python_local)."""
+    """The kernelspecs shipped with the package: the YARN ones, and python_local (a kernel on
+    the gateway host, refused unless AccessPolicy.local_kernel_users/groups name the user)."""
     import yarn_gateway.kernelspecs as ks
 
     return os.path.dirname(os.path.abspath(ks.__file__))
@@ -112,12 +114,27 @@ class YarnGatewayApp(Application):
     )
     kernelspec_dirs = List(
         Unicode(), config=True,
-        help="Directories holding kernelspecs (default: the kernelspecs shipped with yarn-gateway).",
+        help="Directories holding kernelspecs (default: the kernelspecs shipped with yarn-gateway). Kernelspecs "
+        "that run on the gateway host (any provisioner but the YARN one) are served only to "
+        "AccessPolicy.local_kernel_users/local_kernel_groups.",
     )
-    default_kernel_name = Unicode("python_local", config=True, help="Kernelspec used when a start request names none.")
+    default_kernel_name = Unicode(
+        "spark_python_yarn_cluster", config=True, help="Kernelspec used when a start request names none."
+    )
+    allow_origin = Unicode(
+        "", config=True,
+        help="Web origins (scheme://host[:port], separated by spaces or commas; '*' = any) that may send "
+        "writes (POST, PUT, PATCH, DELETE) and open websockets from a browser. Requests whose Origin is "
+        "another site are refused (403), so a web page cannot use a browser's Kerberos (SPNEGO) credentials "
+        "against the gateway. Requests without an Origin header (desktop Jupyter servers, scripts) and "
+        "same-origin requests are always allowed. Default: none.",
+    )
     max_request_body = Int(1024 * 1024, config=True, help="Largest REST request body in bytes (larger: 413).")
     websocket_max_message_size = Int(
-        64 * 1024 * 1024, config=True, help="Largest websocket message from a client, in bytes."
+        16 * 1024 * 1024, config=True,
+        help="Largest websocket message from a client, in bytes (a larger one closes the connection with 1009). "
+        "A legacy-protocol (JSON text) message is parsed and serialised again on the event loop, so large ones "
+        "delay every other client; binary buffers and the v1 protocol's parts are passed on unparsed.",
     )
     websocket_ping_interval = Float(30.0, config=True, help="Seconds between websocket pings (keeps proxies open).")
     executor_threads = Int(16, config=True, help="Threads for blocking calls (RM REST, Kerberos, filesystem).")
@@ -143,6 +160,9 @@ class YarnGatewayApp(Application):
         config: dict[str, Any] = super().get_default_logging_config()
         if self.log_json and "console" in config.get("formatters", {}):
             config["formatters"]["console"] = {"()": "yarn_gateway.logs.JsonFormatter"}
+        if "console" in config.get("handlers", {}):  # one record, one line: no client can forge log lines
+            config.setdefault("filters", {})["escape_control"] = {"()": "yarn_gateway.logs.EscapeControlFilter"}
+            config["handlers"]["console"].setdefault("filters", []).append("escape_control")
         return config
 
     @default("kernelspec_dirs")
@@ -196,6 +216,11 @@ class YarnGatewayApp(Application):
         logger = logging.getLogger("yarn_gateway")
         logger.setLevel(self.log.level)
         logger.parent = self.log
+        if "token" in self.cli_config.get("TokenAuthenticator", {}):
+            self.log.warning(
+                "*** A token given on the command line (--token / --TokenAuthenticator.token) is visible to every "
+                "local user (ps, /proc/<pid>/cmdline). Use the environment variable YARN_GATEWAY_TOKEN or "
+                "TokenAuthenticator.token_file (mode 0600) instead. ***")
 
     # -- assembly -----------------------------------------------------------------------
     def make_authenticator(self) -> Authenticator:
@@ -206,6 +231,20 @@ class YarnGatewayApp(Application):
         if isinstance(auth, (TokenAuthenticator, KerberosAuthenticator)):
             auth.check_config()
         return auth
+
+    def warn_local_kernels(self, policy: AccessPolicy) -> None:
+        """Local kernels run user code as this daemon's account: say so loudly off loopback."""
+        if not policy.local_kernels_enabled:
+            return
+        who = ", ".join(sorted(policy.local_kernel_users) + [f"group {g}" for g in sorted(policy.local_kernel_groups)])
+        if not is_loopback(self.ip):
+            self.log.warning(
+                "*** Local kernels are enabled (AccessPolicy.local_kernel_users/groups: %s) on %r, a non-loopback "
+                "address: their code runs as this gateway's Unix account and can read its token file, keytab and "
+                "credential cache. Use YARN kernelspecs only on a shared host (`yarn-gateway check` fails). ***",
+                who, self.ip)
+        else:
+            self.log.info("Local kernels (on this host, as the gateway's account) are enabled for: %s", who)
 
     def make_web_app(self, registry: KernelRegistry, authenticator: Authenticator, policy: AccessPolicy,
                      ksm: KernelSpecManager) -> web.Application:
@@ -232,6 +271,7 @@ class YarnGatewayApp(Application):
             kernel_spec_manager=ksm,
             base_url=b,
             default_kernel_name=self.default_kernel_name,
+            allow_origin=parse_origins(self.allow_origin),
             max_request_body=self.max_request_body,
             websocket_max_message_size=self.websocket_max_message_size,
             websocket_ping_interval=self.websocket_ping_interval,
@@ -267,8 +307,8 @@ class YarnGatewayApp(Application):
         level = logging.DEBUG if status < 400 else logging.INFO
         if status >= 500:
             level = logging.WARNING
-        self.log.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path,
-                     1000.0 * handler.request.request_time())
+        self.log.log(level, "%d %s %s %.1fms", status, safe_text(handler.request.method),
+                     safe_text(handler.request.path), 1000.0 * handler.request.request_time())
 
     def ssl_options(self) -> Optional[ssl.SSLContext]:
         if not self.certfile:
@@ -286,6 +326,7 @@ class YarnGatewayApp(Application):
         configure_executor(self.executor_threads)
         authenticator = self.make_authenticator()
         policy = AccessPolicy(parent=self, log=self.log)
+        self.warn_local_kernels(policy)
         ksm = KernelSpecManager(parent=self, kernel_dirs=list(self.kernelspec_dirs), ensure_native_kernel=False)
         login = KerberosLogin(parent=self, log=self.log)
         if login.enabled:
@@ -293,6 +334,7 @@ class YarnGatewayApp(Application):
             self.kerberos_login = login
         self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy)
         self.registry.yarn_services.kerberos = self.kerberos_login
+        await self.registry.sessions.prepare()  # an unsafe session store stops the start (ValueError)
         if self.kerberos_login is not None:
             self.registry.metrics.ticket_remaining = self._ticket_remaining
         app = self.make_web_app(self.registry, authenticator, policy, ksm)

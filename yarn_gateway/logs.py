@@ -8,12 +8,20 @@ The same values travel as ``extra`` record attributes (``kernel_id``, ``app_id``
 ``YarnGatewayApp.log_json`` is set.
 
 Never pass a secret (connection info, keys, tokens, passwords) to these functions.
+
+Log integrity: a client chooses kernelspec names, paths, session ids and more, and a
+``%0A`` in a URL is a newline once decoded. :func:`safe_text` escapes control characters
+(and the Unicode line separators) as ``\\xNN`` / ``\\uNNNN``, so one record is one line and
+no client can forge another; everything client-supplied is passed through it before it is
+logged, and :class:`EscapeControlFilter` (on the daemon's console handler) applies it to
+every message as a second line of defence.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
@@ -21,6 +29,32 @@ from typing import Any, Optional, Union
 EXTRA_FIELDS = ("kernel_id", "app_id", "user", "kernelspec", "event", "session_id")
 
 AnyLogger = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
+
+# C0 controls but tab, DEL, C1 controls, and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(value: object) -> str:
+    """``value`` as one printable log line: control characters escaped (see the module docstring)."""
+    return _CONTROL.sub(_escape, value if isinstance(value, str) else str(value))
+
+
+class EscapeControlFilter(logging.Filter):
+    """Escape control characters in every message a handler writes (tracebacks keep their lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: let the handler report it as usual
+            return True
+        if _CONTROL.search(message):
+            record.msg, record.args = safe_text(message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,9 +93,11 @@ def kernel_event(
     level: int = logging.INFO,
 ) -> None:
     """Log one lifecycle event of one kernel (see the module docstring)."""
+    kernel_id, user, detail = safe_text(kernel_id), safe_text(user or ""), safe_text(detail)
+    kernelspec = safe_text(kernelspec) if kernelspec else kernelspec
     parts = []
     if app_id:
-        parts.append(f"app {app_id}")
+        parts.append(f"app {safe_text(app_id)}")
     parts.append(f"user {user or '?'}")
     if kernelspec:
         parts.append(f"kernelspec {kernelspec}")

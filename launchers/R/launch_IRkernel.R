@@ -253,6 +253,25 @@ local({
     helper  # kept open for the kernel's lifetime: its EOF tells the helper that R is gone
   }
 
+  # IRkernel catches SIGINT only while it waits for a message and while a cell runs. One that
+  # lands while it answers a request (sending a reply or its idle status) -- the user pressing
+  # Interrupt as a cell ends, or the gateway interrupting before a shutdown -- would reach the
+  # top level: Rscript quits with status 1 and YARN marks the application FAILED. Such an
+  # interrupt is resumed where it struck (nothing unwound, no message half sent); should R offer
+  # no resume, the main loop is entered again.
+  yg_run_kernel <- function(kernel) {
+    repeat {
+      again <- tryCatch(withCallingHandlers({
+        kernel$run()
+        FALSE
+      }, interrupt = function(e) {
+        if (!is.null(findRestart("resume"))) invokeRestart("resume")
+      }), interrupt = function(e) TRUE)
+      if (!isTRUE(again)) return(invisible())
+      yg_log("interrupt between requests: main loop entered again")
+    }
+  }
+
   yg_main <- function() {
     opts <- yg_parse_args(commandArgs(trailingOnly = TRUE))
     token <- Sys.getenv("KERNEL_LAUNCH_TOKEN")
@@ -280,7 +299,7 @@ local({
     helper <- yg_start_helper(dir, opts, token, info)
     rm(token, info)
     options(yarn_gateway.helper = helper)
-    kernel$run()
+    yg_run_kernel(kernel)
   }
 
   yg_main()

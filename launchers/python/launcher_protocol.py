@@ -1,8 +1,10 @@
-"""Launcher protocol, version 1: the one Python implementation, both sides.
+"""Launcher protocol, version 1: the Python implementation of everything a launcher does
+(response, control port) and of what both sides share (crypto, control-request MACs).
 
-See PROTOCOL.md. The gateway imports this module as ``yarn_gateway_launchers.launcher_protocol``;
-the Python launcher imports it as a sibling file inside the YARN container, so it may use
-only the standard library and pycryptodome.
+See PROTOCOL.md. The gateway imports this module as ``yarn_gateway_launchers.launcher_protocol``
+(its side of the response, parsing and decrypting frames, is
+``yarn_gateway.provisioners.response_frames``); the Python launcher imports it as a sibling file
+inside the YARN container, so it may use only the standard library and pycryptodome.
 
 Wire decisions every implementation (Python, Scala, R) must match, pinned by
 ``tests/protocol/vectors_v1.json``:
@@ -22,6 +24,8 @@ Wire decisions every implementation (Python, Scala, R) must match, pinned by
 * Control request MAC: HMAC-SHA256 keyed with the UTF-8 bytes of the kernel's
   connection key, over the canonical JSON of every field but ``mac``; ``mac`` is lower
   hex. ``ts`` is integer Unix seconds; ``nonce`` 32 hex chars (16 random bytes).
+* ``busy`` and ``timeout`` answers mean "not processed, try again": launchers and the
+  gateway's control client retry them with jittered backoff until their own deadline.
 """
 
 from __future__ import annotations
@@ -74,6 +78,14 @@ E_STALE_TS = "stale_ts"
 E_REPLAY = "replayed_nonce"
 E_WRONG_KERNEL = "wrong_kernel"
 E_BAD_REQUEST = "bad_request"
+E_INTERNAL = "internal_error"
+#: Answers that mean the request was not processed and may be sent again.
+RETRYABLE_CODES = (E_BUSY, E_TIMEOUT)
+
+#: Kernel message signature schemes a gateway may be configured to accept; it accepts only
+#: ``DEFAULT_SIGNATURE_SCHEMES`` unless told otherwise (never md5 or sha1).
+SIGNATURE_SCHEMES = ("hmac-sha256", "hmac-sha384", "hmac-sha512")
+DEFAULT_SIGNATURE_SCHEMES = ("hmac-sha256",)
 
 log = logging.getLogger("yarn_gateway.launcher_protocol")
 
@@ -301,10 +313,11 @@ def send_response(
 ) -> dict[str, Any]:
     """Send ``frame`` to ``host:port`` and return the gateway's ``{"status": "ok"}``.
 
-    Connection errors are retried with jittered exponential backoff until ``timeout``
-    seconds have passed. An error answer raises :class:`ResponseRejected` at once, except
-    ``duplicate`` after an earlier attempt delivered the whole frame (its answer was
-    lost, so the gateway already has it)."""
+    Connection errors (refused, reset, timed out) and the answers ``busy`` and ``timeout``
+    (the gateway did not process the frame) are retried with jittered exponential backoff
+    until ``timeout`` seconds have passed; then :class:`TimeoutError`. Any other error
+    answer raises :class:`ResponseRejected` at once, except ``duplicate`` after an earlier
+    attempt delivered the whole frame (its answer was lost, so the gateway already has it)."""
     host, port = split_address(address)
     deadline = time.monotonic() + timeout
     backoff = initial_backoff
@@ -313,32 +326,42 @@ def send_response(
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"could not deliver the response to {address}: {last_error}")
+            raise TimeoutError(f"could not deliver the response to {address} within {timeout:g} s: {last_error}")
         try:
             with socket.create_connection((host, port), timeout=min(io_timeout, remaining)) as s:
                 s.sendall(frame)
                 delivered = True
-                line = _read_line(s, MAX_CONTROL_LINE)
+                line = _read_line(s, MAX_CONTROL_LINE, time.monotonic() + min(io_timeout, remaining))
             answer = json.loads(line)
             if not isinstance(answer, dict):
                 raise ValueError("answer is not a JSON object")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             last_error = e
-            log.warning("response to %s failed (%s); retrying", address, e)
-            time.sleep(min(backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))  # noqa: S311
-            backoff = min(backoff * 2, max_backoff)
-            continue
-        if answer.get("status") == "ok":
-            return answer
-        reason = str(answer.get("reason", "no reason given"))
-        if delivered and last_error is not None and reason.startswith(E_DUPLICATE):
-            return {"status": "ok"}
-        raise ResponseRejected(reason)
+        else:
+            if answer.get("status") == "ok":
+                return answer
+            reason = str(answer.get("reason", "no reason given"))
+            code = reason.partition(":")[0]
+            if delivered and last_error is not None and code == E_DUPLICATE:
+                return {"status": "ok"}
+            if code not in RETRYABLE_CODES:
+                raise ResponseRejected(reason)
+            last_error = ResponseRejected(reason)
+        log.warning("response to %s failed (%s); retrying", address, last_error)
+        time.sleep(min(backoff * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))  # noqa: S311
+        backoff = min(backoff * 2, max_backoff)
 
 
-def _read_line(s: socket.socket, limit: int) -> str:
+def _read_line(s: socket.socket, limit: int, deadline: Optional[float] = None) -> str:
+    """One line (without the newline) of at most ``limit`` bytes; with ``deadline``
+    (``time.monotonic()``) the whole line must arrive by then, however the peer drips it."""
     buf = b""
     while b"\n" not in buf:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no complete line in time")
+            s.settimeout(remaining)
         chunk = s.recv(1024)
         if not chunk:
             if buf:
@@ -348,104 +371,6 @@ def _read_line(s: socket.socket, limit: int) -> str:
         if len(buf) > limit:
             raise ValueError("answer line too long")
     return buf.split(b"\n", 1)[0].decode("utf-8")
-
-
-# --------------------------------------------------------------------------- gateway side: response
-
-
-def parse_frame_length(header: bytes, limit: int = MAX_FRAME_BYTES) -> int:
-    """Validate the 4-byte big-endian prefix; raise ``oversize`` before reading the body."""
-    if len(header) != 4:
-        raise ProtocolError(E_MALFORMED, "short length prefix")
-    (length,) = struct.unpack(">I", header)
-    if length > limit:
-        raise ProtocolError(E_OVERSIZE, f"frame of {length} bytes exceeds the {limit}-byte limit")
-    if length == 0:
-        raise ProtocolError(E_MALFORMED, "empty frame")
-    return int(length)
-
-
-def parse_frame_body(body: bytes) -> dict[str, Any]:
-    """Decode the body JSON and check version and field types (no decryption)."""
-    try:
-        envelope = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError(E_MALFORMED, "frame body is not UTF-8 JSON") from e
-    if not isinstance(envelope, dict):
-        raise ProtocolError(E_MALFORMED, "frame body is not a JSON object")
-    version = envelope.get("version")
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise ProtocolError(
-            E_BAD_VERSION,
-            f"unsupported protocol version {version!r}; this gateway speaks version {PROTOCOL_VERSION}"
-            " (launcher and gateway installs differ)",
-        )
-    for field in ("kernel_id", "key", "nonce", "ciphertext"):
-        if not isinstance(envelope.get(field), str):
-            raise ProtocolError(E_MALFORMED, f"missing or non-string field {field!r}")
-    kid = envelope["kernel_id"]
-    if not (0 < len(kid) <= 128) or not kid.isascii() or not kid.isprintable():
-        raise ProtocolError(E_MALFORMED, "kernel_id must be 1-128 printable ASCII characters")
-    return envelope
-
-
-def decrypt_frame_body(body: bytes, private_key: RSA.RsaKey) -> tuple[str, dict[str, Any]]:
-    """Parse, authenticate and decrypt a frame body; return ``(kernel_id, plaintext dict)``.
-    The plaintext is not yet validated (see :func:`validate_plaintext`)."""
-    envelope = parse_frame_body(body)
-    kernel_id = envelope["kernel_id"]
-    aes_key = rsa_unwrap_key(private_key, _unb64(envelope["key"], "key"))
-    plain = aes_gcm_decrypt(aes_key, _unb64(envelope["nonce"], "nonce"), kernel_id,
-                            _unb64(envelope["ciphertext"], "ciphertext"))
-    try:
-        obj = json.loads(plain.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError(E_INVALID, "plaintext is not UTF-8 JSON") from e
-    if not isinstance(obj, dict):
-        raise ProtocolError(E_INVALID, "plaintext is not a JSON object")
-    return kernel_id, obj
-
-
-def decode_frame(frame: bytes, private_key: RSA.RsaKey) -> tuple[str, dict[str, Any]]:
-    """Whole frame (prefix + body) → ``(kernel_id, plaintext)``."""
-    length = parse_frame_length(frame[:4])
-    if len(frame) - 4 != length:
-        raise ProtocolError(E_MALFORMED, "length prefix does not match the body")
-    return decrypt_frame_body(frame[4:], private_key)
-
-
-def _is_port(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
-
-
-def validate_plaintext(obj: dict[str, Any]) -> dict[str, Any]:
-    """Check the decrypted response shape; raise ``invalid_plaintext`` naming the field."""
-    if not isinstance(obj.get("launch_token"), str):
-        raise ProtocolError(E_INVALID, "launch_token missing")
-    ci = obj.get("connection_info")
-    if not isinstance(ci, dict):
-        raise ProtocolError(E_INVALID, "connection_info missing")
-    missing = [f for f in CONNECTION_INFO_FIELDS if f not in ci]
-    if missing:
-        raise ProtocolError(E_INVALID, f"connection_info lacks {', '.join(missing)}")
-    for f in CONNECTION_INFO_PORTS:
-        if not _is_port(ci[f]):
-            raise ProtocolError(E_INVALID, f"connection_info.{f} is not a port number")
-    ip = ci["ip"]
-    if not isinstance(ip, str) or ip in ("", "0.0.0.0", "::", "*"):
-        raise ProtocolError(E_INVALID, "connection_info.ip is not a reachable address")
-    if not isinstance(ci["key"], str) or not ci["key"]:
-        raise ProtocolError(E_INVALID, "connection_info.key is empty")
-    if ci["transport"] != "tcp" or not isinstance(ci["signature_scheme"], str):
-        raise ProtocolError(E_INVALID, "connection_info transport must be tcp")
-    if not _is_port(obj.get("control_port")):
-        raise ProtocolError(E_INVALID, "control_port is not a port number")
-    pid = obj.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        raise ProtocolError(E_INVALID, "pid is not a positive integer")
-    if not isinstance(obj.get("hostname"), str):
-        raise ProtocolError(E_INVALID, "hostname missing")
-    return obj
 
 
 # --------------------------------------------------------------------------- control requests
@@ -532,10 +457,95 @@ class ControlVerifier:
         return req
 
 
+class ConnectionLimiter:
+    """Caps open connections in total (``max_total``) and per source address
+    (``max_per_source``) for a server that reads one short request per connection.
+
+    At a cap a new connection is not refused: the oldest connection still reading its
+    request is evicted instead (of the same source at the per-source cap, of any source at
+    the total cap). Real clients send their request at once, so a flood of idle or
+    slow-dripping connections only ever evicts itself, and a flood from one address never
+    evicts another address's connections. A connection is refused (``busy``) only when
+    every slot it could take is past reading. Thread-safe; ``conn`` is any hashable handle.
+    """
+
+    def __init__(self, max_total: int, max_per_source: int) -> None:
+        if max_total < 1 or max_per_source < 1:
+            raise ValueError("connection caps must be at least 1")
+        self.max_total = max_total
+        self.max_per_source = max_per_source
+        self._conns: collections.OrderedDict[Any, tuple[str, bool]] = collections.OrderedDict()  # -> (source, reading)
+        self._per_source: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def admit(self, source: str, conn: Any) -> tuple[bool, Optional[Any]]:
+        """``(admitted, evicted)``: the caller closes ``evicted`` (telling it ``busy``)."""
+        with self._lock:
+            victim: Optional[Any] = None
+            if self._per_source[source] >= self.max_per_source:
+                victim = self._oldest_reading(source)
+            elif len(self._conns) >= self.max_total:
+                victim = self._oldest_reading(None)
+            else:
+                victim = _NONE
+            if victim is None:
+                return False, None
+            if victim is not _NONE:
+                self._drop(victim)
+            self._conns[conn] = (source, True)
+            self._per_source[source] += 1
+            return True, (None if victim is _NONE else victim)
+
+    def done_reading(self, conn: Any) -> bool:
+        """``conn`` has its whole request: it can no longer be evicted. False if it was
+        evicted already (it was told ``busy``: its request must not be carried out)."""
+        with self._lock:
+            if conn not in self._conns:
+                return False
+            self._conns[conn] = (self._conns[conn][0], False)
+            return True
+
+    def release(self, conn: Any) -> bool:
+        """Forget ``conn``; False if it was evicted (or never admitted)."""
+        with self._lock:
+            return self._drop(conn)
+
+    def holds(self, conn: Any) -> bool:
+        with self._lock:
+            return conn in self._conns
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def _oldest_reading(self, source: Optional[str]) -> Optional[Any]:
+        for conn, (src, reading) in self._conns.items():
+            if reading and (source is None or src == source):
+                return conn
+        return None
+
+    def _drop(self, conn: Any) -> bool:
+        entry = self._conns.pop(conn, None)
+        if entry is None:
+            return False
+        self._per_source[entry[0]] -= 1
+        if self._per_source[entry[0]] <= 0:
+            del self._per_source[entry[0]]
+        return True
+
+
+_NONE = object()
+
+
 class ControlServer:
     """Launcher-side control port: a thread accepting on a pre-bound listening socket, one
     JSON line per connection, one line answered. ``on_signal(signum)`` and
-    ``on_shutdown()`` run after the ``ok`` answer has been sent (shutdown usually exits)."""
+    ``on_shutdown()`` run after the ``ok`` answer has been sent (shutdown usually exits).
+
+    Each request must arrive whole within ``request_timeout`` seconds of the connection
+    (one deadline, however the peer drips it); at most ``max_handlers`` connections are
+    served at once, at most ``max_per_source`` from one address (:class:`ConnectionLimiter`:
+    a flood evicts its own oldest connections, answered ``busy``)."""
 
     def __init__(
         self,
@@ -543,17 +553,20 @@ class ControlServer:
         verifier: ControlVerifier,
         on_signal: Callable[[int], None],
         on_shutdown: Callable[[], None],
-        io_timeout: float = 5.0,
+        request_timeout: float = 5.0,
         max_handlers: int = 16,
+        max_per_source: int = 4,
     ) -> None:
         self.sock = sock
         self.verifier = verifier
         self.on_signal = on_signal
         self.on_shutdown = on_shutdown
-        self.io_timeout = io_timeout
-        self._slots = threading.BoundedSemaphore(max_handlers)
+        self.request_timeout = request_timeout
+        self.limiter = ConnectionLimiter(max_handlers, max_per_source)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="launcher-control", daemon=True)
+        self._warned: dict[str, tuple[int, float]] = {}
+        self._warn_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -573,31 +586,64 @@ class ControlServer:
     def _accept_loop(self) -> None:
         while not self._stopped.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, addr = self.sock.accept()
             except OSError:
                 if self._stopped.is_set():
                     return
                 time.sleep(0.05)
                 continue
-            if not self._slots.acquire(blocking=False):
+            admitted, evicted = self.limiter.admit(str(addr[0]), conn)
+            if evicted is not None:
+                # Its handler thread is blocked reading: shutdown() wakes it, and it closes.
+                _answer(evicted, {"status": "error", "reason": f"{E_BUSY}: too many control connections"})
+                try:
+                    evicted.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            if not admitted:
+                conn.settimeout(1.0)
                 _answer(conn, {"status": "error", "reason": f"{E_BUSY}: too many control connections"})
                 conn.close()
                 continue
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), name="launcher-control-conn", daemon=True).start()
+
+    def _warn(self, kind: str, detail: str, interval: float = 10.0) -> None:
+        """At most one warning per kind and ``interval`` seconds, with a count: a flood must not
+        flood the container log too."""
+        now = time.monotonic()
+        with self._warn_lock:
+            pending, last = self._warned.get(kind, (0, float("-inf")))
+            pending += 1
+            if now - last < interval:
+                self._warned[kind] = (pending, last)
+                return
+            self._warned[kind] = (0, now)
+        log.warning("control requests %s: %d since the last such warning, the latest: %s", kind, pending, detail)
 
     def _handle(self, conn: socket.socket) -> None:
         action: Optional[Callable[[], None]] = None
+        deadline = time.monotonic() + self.request_timeout
         try:
-            conn.settimeout(self.io_timeout)
             try:
-                req = self.verifier.verify(json.loads(_read_line(conn, MAX_CONTROL_LINE)))
+                line = _read_line(conn, MAX_CONTROL_LINE, deadline)
+                if not self.limiter.done_reading(conn):
+                    return  # evicted while its last bytes arrived: it was told "busy"
+                req = self.verifier.verify(json.loads(line))
             except ProtocolError as e:
-                log.warning("control request rejected: %s", e.reason)
+                self._warn("rejected", e.reason)
                 _answer(conn, {"status": "error", "reason": e.reason})
                 return
-            except (OSError, ValueError) as e:
-                log.warning("control request unreadable: %s", type(e).__name__)
-                _answer(conn, {"status": "error", "reason": f"{E_BAD_REQUEST}: unreadable request"})
+            except TimeoutError:
+                if self.limiter.holds(conn):
+                    self._warn("cut off", f"incomplete after {self.request_timeout:g} s")
+                _answer(conn, {"status": "error",
+                               "reason": f"{E_TIMEOUT}: no complete request within {self.request_timeout:g} s"})
+                return
+            except (OSError, ValueError, RecursionError) as e:
+                if self.limiter.holds(conn):  # an evicted connection was told "busy" already
+                    self._warn("unreadable", type(e).__name__)
+                    _answer(conn, {"status": "error", "reason": f"{E_BAD_REQUEST}: unreadable request "
+                                   "(one JSON object of at most 4096 bytes on one line)"})
                 return
             kind = req["request"]
             if kind == "signal":
@@ -606,9 +652,12 @@ class ControlServer:
             elif kind == "shutdown":
                 action = self.on_shutdown
             _answer(conn, {"status": "ok"})
+        except Exception as e:  # a bug must cost one answer, never the control port
+            log.error("control request failed: %s", type(e).__name__)
+            _answer(conn, {"status": "error", "reason": f"{E_INTERNAL}: the launcher could not process it"})
         finally:
+            self.limiter.release(conn)
             conn.close()
-            self._slots.release()
         if action is not None:
             try:
                 action()

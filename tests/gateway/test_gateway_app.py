@@ -70,7 +70,8 @@ async def test_token_from_environment_and_graceful_sigterm(tmp_path: Any) -> Non
     port = free_port()
     env = dict(os.environ, YARN_GATEWAY_TOKEN="env-token-123")
     pid_file = tmp_path / "yarn-gateway.pid"
-    proc = subprocess.Popen([sys.executable, "-m", "yarn_gateway", f"--port={port}", f"--pid-file={pid_file}"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "yarn_gateway", f"--port={port}", f"--pid-file={pid_file}",
+                             "--AccessPolicy.local_kernel_users=*"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"

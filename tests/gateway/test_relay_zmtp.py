@@ -288,3 +288,106 @@ async def test_ready_without_the_command_flag_is_accepted() -> None:
     chan.close()
     server.close()
     await server.wait_closed()
+
+
+# -- bounds on what a peer can make the channel hold (issue 15) ---------------------------------------
+
+async def _scripted_peer(handler: Any) -> tuple[asyncio.Server, Endpoint]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, Endpoint("tcp", "127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+_READY_ROUTER = zmtp.encode_command(b"READY", zmtp.encode_properties({b"Socket-Type": b"ROUTER"}))
+
+
+async def test_a_peer_that_never_completes_the_handshake_is_dropped_and_retried(caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay.zmtp")
+    connections: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(await reader.read())  # says nothing; waits for us to give up (EOF)
+        writer.close()
+
+    async def greets_but_no_ready(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _greet(reader, writer, b"")  # the greeting, then never READY
+        connections.append(await reader.read())
+        writer.close()
+
+    for handler in (silent, greets_but_no_ready):
+        connections.clear()
+        caplog.clear()
+        server, ep = await _scripted_peer(handler)
+        chan = ZmtpChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k1 (shell)",
+                           handshake_timeout=0.3)
+        await _until(lambda: len(connections) >= 2, timeout=10)  # dropped, then tried again (slowly)
+        assert "did not complete the ZMTP handshake within 0.3 s" in caplog.text and "Kernel k1" in caplog.text
+        assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+        assert not chan.connected
+        chan.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_ping_is_not_answered_while_the_peer_leaves_our_pongs_unread() -> None:
+    # A peer that pings as fast as it can and never reads: the PONGs must not pile up in the gateway.
+    done = asyncio.get_running_loop().create_future()
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _greet(reader, writer, _READY_ROUTER)
+        ping = zmtp.encode_command(b"PING", b"\x00\x00" + b"c" * 16) * 4096  # ~100 KiB a write
+        for _ in range(400):  # ~40 MB of PINGs, ~20 bytes of PONG each unless we stop answering
+            writer.write(ping)
+            await writer.drain()
+        done.set_result(None)
+        await reader.read()
+
+    server, ep = await _scripted_peer(peer)
+    chan = ZmtpChannel(ep, "DEALER", lambda f: None)
+    await asyncio.wait_for(done, 60)
+    transport = chan._transport
+    assert transport is not None and chan.connected
+    assert transport.get_write_buffer_size() < 256 * 1024  # about the transport's high-water mark
+    chan.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_message_past_the_bound_is_skipped_and_reported_and_the_stream_stays_in_step(
+    ctx: zmq.Context,
+) -> None:
+    router, ep = _bound(ctx, zmq.ROUTER)
+    got: list[list[bytes]] = []
+    dropped: list[tuple[list[bytes], int]] = []
+    chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me", max_message_bytes=1024 * 1024,
+                       on_oversize=lambda kept, size: dropped.append((list(kept), size)))
+    await _handshake(router, chan)
+    part = b"p" * (400 * 1024)
+    router.send_multipart([b"me", b"head", b"x" * (2 * 1024 * 1024)])  # one frame past the bound
+    router.send_multipart([b"me", b"one"])
+    router.send_multipart([b"me", b"a", part, part, part, b"tail"])  # each frame fits, the total does not
+    router.send_multipart([b"me", b"two", part])  # within the bound: delivered whole
+    await _until(lambda: len(got) == 2 and len(dropped) == 2)
+    assert got == [[b"one"], [b"two", part]]
+    assert dropped[0] == ([b"head"], 4 + 2 * 1024 * 1024)
+    assert dropped[1] == ([b"a", part, part], 1 + 3 * len(part) + 4)
+    assert chan.connected
+    chan.close()
+    router.close()
+
+
+async def test_the_send_queue_is_bounded_in_bytes() -> None:
+    port = _free_port()
+    chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, max_queued_bytes=1000)
+    chan.send([b"x" * 5000])  # an empty queue takes one message of any size
+    with pytest.raises(KernelNotTaking):
+        chan.send([b"y"])
+    assert chan.queued == 1 and chan.queued_bytes == 9 + 5000  # long frame header + body
+    chan.close()
+    chan2 = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, max_queued_bytes=1000)
+    for _ in range(9):
+        chan2.send([b"z" * 98])  # 100 bytes each on the wire
+    chan2.send([b"z" * 98])
+    with pytest.raises(KernelNotTaking):
+        chan2.send([b"z" * 98])
+    assert chan2.queued_bytes == 1000
+    chan2.close()

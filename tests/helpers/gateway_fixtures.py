@@ -53,6 +53,9 @@ async def make_gateway(token_file: str, sessions_dir: Any) -> AsyncIterator[Call
         c.YarnGatewayApp.ip = "127.0.0.1"
         c.TokenAuthenticator.token_file = token_file
         c.AccessPolicy.admin_users = {"admin"}
+        # Local kernels (python_local) are off by default: the tests' users may use them.
+        c.AccessPolicy.local_kernel_users = set(TOKENS)
+        c.YarnGatewayApp.default_kernel_name = "python_local"
         c.KernelRegistry.launch_timeout = 60.0
         c.DirectoryStore.directory = str(sessions_dir)
         for section, values in (extra or {}).items():

@@ -22,7 +22,10 @@ class GatewayProcess:
         os.makedirs(workdir, exist_ok=True)
         self.config_path = os.path.join(workdir, f"gateway_{self.port}.py")
         lines = [f"c.YarnGatewayApp.port = {self.port}", "c.YarnGatewayApp.ip = '127.0.0.1'",
-                 f"c.TokenAuthenticator.token_file = {token_file!r}", "c.AccessPolicy.admin_users = {'admin'}"]
+                 f"c.TokenAuthenticator.token_file = {token_file!r}", "c.AccessPolicy.admin_users = {'admin'}",
+                 # Local kernels are off by default: the tests' users may use them.
+                 "c.AccessPolicy.local_kernel_users = {'alice', 'bob', 'admin'}",
+                 "c.YarnGatewayApp.default_kernel_name = 'python_local'"]
         for section, values in config.items():
             for key, value in values.items():
                 lines.append(f"c.{section}.{key} = {value!r}")

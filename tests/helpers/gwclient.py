@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -68,7 +69,7 @@ class GatewayClient:
                       protocol: str = "") -> KernelWS:
         url = self.base_url.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels"
         sid = session_id or uuid.uuid4().hex
-        url += f"?session_id={sid}"
+        url += "?session_id=" + urllib.parse.quote(sid, safe="")
         req = HTTPRequest(url, headers=self.headers(token))
         conn = await websocket_connect(req, subprotocols=[protocol] if protocol else None,
                                        max_message_size=256 * 1024 * 1024)

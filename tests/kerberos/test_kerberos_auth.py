@@ -111,7 +111,7 @@ async def test_impersonation_policy(make_gateway: Any, krb: Any) -> None:
 async def test_kernelspec_acls_users_and_groups(make_gateway: Any, krb: Any) -> None:
     acls = {"python_local": {"allow_users": ["alice"], "allow_groups": ["analysts"], "deny_groups": ["contractors"]}}
     gw = await _gateway(make_gateway, krb, AccessPolicy={
-        "kernelspec_acls": acls, "os_groups": False,
+        "kernelspec_acls": acls, "os_groups": False, "local_kernel_users": {"alice", "bob", "carol", "admin"},
         "user_groups": {"carol": ["analysts"], "admin": ["analysts", "contractors"]}})
     alice = NegotiateClient(gw.url, krb, krb.user_ccache("alice"))
     bob = NegotiateClient(gw.url, krb, krb.user_ccache("bob"))

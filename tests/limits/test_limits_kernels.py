@@ -97,7 +97,7 @@ async def test_kernels_recorded_by_another_gateway_count(make_gateway: Any, sess
     for kid, owner in zip(others, ("alice", "carol")):
         await store.put(make_record(kernel_id=kid, name="spark_python_yarn_cluster", owner=owner, started_by=owner,
                                     gateway_id="default", provisioner="YarnProvisioner", provisioner_info={},
-                                    env={}, connection_info=None, state="running"))
+                                    env={"KERNEL_USERNAME": owner}, connection_info=None, state="running"))
     r = await start(gw, "alice")
     assert r.code == 403 and r.body["message"].startswith("alice has 1 of 1 kernels allowed per user")
     b = await start(gw, "bob")  # 2 recorded + 1 new = 3: at the global limit, allowed

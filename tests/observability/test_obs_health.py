@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from typing import Any
 
@@ -52,11 +53,21 @@ async def test_unreachable_rm_is_503_and_cached(make_gateway: Any, tmp_path: Any
 
 
 async def test_unreadable_store_is_503(make_gateway: Any, tmp_path: Any) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
+    store_dir = tmp_path / "sessions"
     gw = await make_gateway({"YarnServices": {"hadoop_conf_dir": str(tmp_path)},
-                             "DirectoryStore": {"directory": str(blocker / "sessions")}})
+                             "DirectoryStore": {"directory": str(store_dir)}})
+    r = await gw.client("alice").request("GET", "api/health")
+    assert r.code == 200, r.body
+    # The store breaks while the gateway runs: its directory is replaced by a file.
+    shutil.rmtree(store_dir)
+    store_dir.write_text("not a directory")
     r = await gw.client("alice").request("GET", "api/health")
     assert r.code == 503, r.body
-    (check,) = r.body["checks"]
-    assert check["name"] == "session_store" and check["ok"] is False and "NotADirectoryError" in check["error"]
+    (check,) = [c for c in r.body["checks"] if c["name"] == "session_store"]
+    assert check["ok"] is False and "StoreUnusable" in check["error"]
+    assert f"{store_dir} is not a directory" in check["error"]
+    # Repaired, it is healthy again.
+    store_dir.unlink()
+    store_dir.mkdir(mode=0o700)
+    r = await gw.client("alice").request("GET", "api/health")
+    assert r.code == 200, r.body

@@ -1,14 +1,17 @@
-"""Fixtures for persistence, recovery and HA tests: the session's real YARN, ZooKeeper per test."""
+"""Fixtures for persistence, recovery and HA tests: the session's real YARN, ZooKeeper per test,
+and the stand-in YARN (helpers.stub_yarn, helpers.fake_rm) for the fast session-store tests."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from persist_support import FINAL
 
+from helpers.fake_rm import FakeRM
+from helpers.stub_yarn import StubYarn
 from helpers.yarn_cluster import YarnCluster
 from helpers.zookeeper import ZooKeeperServer
 
@@ -35,3 +38,17 @@ def yarn_config(cluster: YarnCluster, tmp_path: Any) -> dict[str, dict[str, Any]
     cfg["KernelRegistry"] = {"shutdown_wait_time": 20.0}
     cfg["DirectoryStore"] = {"directory": str(tmp_path / "sessions")}
     return cfg
+
+
+@pytest.fixture
+async def fake_rm() -> AsyncIterator[FakeRM]:
+    rm = FakeRM()
+    rm.start()
+    yield rm
+    await rm.stop()  # kills the launchers it ran as containers, by PID
+
+
+@pytest.fixture
+def stub(tmp_path: Any, fake_rm: FakeRM) -> StubYarn:
+    """YARN kernels without YARN: the real launcher run locally by a stand-in spark-submit."""
+    return StubYarn(tmp_path / "yarn", fake_rm)

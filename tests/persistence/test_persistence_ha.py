@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -21,7 +22,12 @@ async def test_two_gateways_share_kernels_through_zookeeper(cluster: Any, yarn_c
     cfg = dict(yarn_config)
     cfg.pop("DirectoryStore")
     cfg["SessionKeeper"] = {"store": "zookeeper"}
-    cfg["ZooKeeperStore"] = {"hosts": zookeeper.hosts, "root": "/yarn-gateway/test"}
+    creds = tmp_path / "zk-credentials"  # the nodes (every kernel's key) are the gateways' only
+    creds.write_text("yarngw:ha-test-secret-0123\n")
+    os.chmod(creds, 0o600)
+    # Both gateways authenticate records with one key: the first to start generates it.
+    cfg["ZooKeeperStore"] = {"hosts": zookeeper.hosts, "root": "/yarn-gateway/test", "acl_scheme": "digest",
+                             "digest_credentials_file": str(creds), "record_key_file": str(tmp_path / "record.key")}
     a = GatewayProcess(str(tmp_path / "a"), cfg, token_file)
     b = GatewayProcess(str(tmp_path / "b"), cfg, token_file)
     await a.start()

@@ -90,8 +90,8 @@ async def test_kernels_of_two_users_survive_kill9_and_sigterm_and_an_unrecorded_
         await gw.start()
         assert await _ids(gw, "alice") == {alice_kid} and await _ids(gw, "bob") == {bob_kid}
         log = gw.read_log()
-        assert "Skipping unreadable session record" in log and "garbage.json" in log
-        assert "11111111-2222-3333-4444-555555555555.json" in log
+        assert "Ignoring session record" in log and "garbage.json: its name is not <kernel id>.json" in log
+        assert "11111111-2222-3333-4444-555555555555.json" in log  # planted 0644 and truncated: refused
         await _wait_reconnected(gw, alice_kid)
         res = await desk_ws.execute("x + 1", timeout=90)
         assert res.text == "43"
@@ -104,8 +104,8 @@ async def test_kernels_of_two_users_survive_kill9_and_sigterm_and_an_unrecorded_
         assert sorted(records) == sorted(f"{k}.json" for k in (alice_kid, bob_kid))
         for name in records:
             assert os.stat(os.path.join(sessions, name)).st_mode & 0o077 == 0
-            with open(os.path.join(sessions, name)) as f:
-                assert json.load(f)["provisioner_info"]["app_id"] in (alice_app_id, bob_app_id)
+            with open(os.path.join(sessions, name)) as f:  # sealed: an envelope with a MAC (record_mac)
+                assert json.load(f)["record"]["provisioner_info"]["app_id"] in (alice_app_id, bob_app_id)
 
         # Bob's record is lost while the gateway is down: his application is now an orphan, which
         # the sweep at the next start kills in YARN; alice's kernel is recovered as before.

@@ -38,7 +38,7 @@ def _free_range(width: int = 50) -> tuple[int, int]:
 async def listener(rsa_key: RSA.RsaKey) -> AsyncIterator[ResponseListener]:
     lo, hi = _free_range()
     rl = ResponseListener("127.0.0.1", f"{lo}..{hi}", private_key=rsa_key, frame_timeout=SLOW_DEADLINE,
-                          max_connections=16)
+                          first_byte_timeout=SLOW_DEADLINE, max_connections=16)
     await rl.start()
     yield rl
     await rl.stop()
@@ -153,14 +153,23 @@ async def test_protocol_listener_invalid_plaintext_fails_launch(listener: Respon
         await asyncio.wait_for(fut, 1)
 
 
-async def test_protocol_listener_connection_cap(rsa_key: RSA.RsaKey) -> None:
-    rl = ResponseListener("127.0.0.1", private_key=rsa_key, frame_timeout=2, max_connections=2)
+async def test_protocol_listener_connection_cap_evicts_the_oldest_idle(rsa_key: RSA.RsaKey) -> None:
+    rl = ResponseListener("127.0.0.1", private_key=rsa_key, frame_timeout=5, max_connections=2)
     await rl.start()
     try:
-        holders = [await asyncio.open_connection("127.0.0.1", rl.port) for _ in range(2)]
-        await asyncio.sleep(0.1)
-        answer = await _send(rl, b"", read_timeout=2)
-        assert answer is not None and answer["reason"].startswith(lp.E_BUSY)
+        holders = []
+        for _ in range(2):
+            holders.append(await asyncio.open_connection("127.0.0.1", rl.port))
+            await asyncio.sleep(0.05)
+        # A third connection with a real frame takes the oldest idle holder's slot.
+        kid, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
+        fut = rl.register(kid, token)
+        answer = await _send(rl, lp.encrypt_response(kid, _plaintext(token), rl.public_key_b64))
+        assert answer == {"status": "ok"}
+        assert (await asyncio.wait_for(fut, 1))["pid"] == 1234
+        first = await asyncio.wait_for(holders[0][0].readline(), 2)
+        assert json.loads(first)["reason"].startswith(lp.E_BUSY)
+        assert rl.open_connections <= 2
         for _, w in holders:
             w.close()
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from yarn_gateway.provisioners import response_frames as frames
 from yarn_gateway_launchers import launcher_protocol as lp
 
 
@@ -75,12 +76,12 @@ def _plaintext(**overrides: Any) -> dict[str, Any]:
 )
 def test_protocol_validate_plaintext_rejects(plain: dict[str, Any]) -> None:
     with pytest.raises(lp.ProtocolError) as info:
-        lp.validate_plaintext(plain)
+        frames.validate_plaintext(plain)
     assert info.value.code == lp.E_INVALID
 
 
 def test_protocol_validate_plaintext_accepts() -> None:
-    assert lp.validate_plaintext(_plaintext())["pid"] == 99
+    assert frames.validate_plaintext(_plaintext())["pid"] == 99
 
 
 def test_protocol_verifier_nonce_cache_is_bounded() -> None:
@@ -169,3 +170,52 @@ def test_protocol_send_response_raises_on_error_answer() -> None:
         lp.send_response(f"127.0.0.1:{sock.getsockname()[1]}", b"\x00\x00\x00\x02{}", timeout=5)
     t.join()
     sock.close()
+
+
+@pytest.mark.parametrize("first", [b'{"status": "error", "reason": "busy: too many connections"}\n',
+                                   b'{"status": "error", "reason": "timeout: no complete frame in time"}\n'])
+def test_protocol_send_response_retries_busy_and_timeout_answers(first: bytes) -> None:
+    (sock,) = lp.bind_sockets_in_range(1, (0, 0), "127.0.0.1")
+    frames_seen: list[bytes] = []
+
+    def server() -> None:
+        for answer in (first, first, b'{"status": "ok"}\n'):
+            conn, _ = sock.accept()
+            with conn:
+                frames_seen.append(conn.recv(100))
+                conn.sendall(answer)
+
+    t = threading.Thread(target=server)
+    t.start()
+    assert lp.send_response(f"127.0.0.1:{sock.getsockname()[1]}", b"\x00\x00\x00\x02{}", timeout=10,
+                            initial_backoff=0.05) == {"status": "ok"}
+    t.join()
+    sock.close()
+    assert frames_seen == [b"\x00\x00\x00\x02{}"] * 3
+
+
+def test_protocol_send_response_gives_up_on_a_gateway_busy_past_its_deadline() -> None:
+    (sock,) = lp.bind_sockets_in_range(1, (0, 0), "127.0.0.1")
+    stop = threading.Event()
+
+    def server() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(100)
+                conn.sendall(b'{"status": "error", "reason": "busy: too many connections"}\n')
+
+    t = threading.Thread(target=server)
+    t.start()
+    try:
+        with pytest.raises(TimeoutError, match="busy"):
+            lp.send_response(f"127.0.0.1:{sock.getsockname()[1]}", b"\x00\x00\x00\x02{}", timeout=1.0,
+                             initial_backoff=0.05)
+    finally:
+        stop.set()
+        t.join()
+        sock.close()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from Crypto.PublicKey import RSA
 
+from yarn_gateway.provisioners import response_frames as frames
 from yarn_gateway_launchers import launcher_protocol as lp
 
 VECTORS = json.loads(Path(__file__).with_name("vectors_v1.json").read_text(encoding="utf-8"))
@@ -50,17 +51,17 @@ def test_protocol_vectors_full_frame_reproduces(private_key: RSA.RsaKey) -> None
     assert base64.b64encode(frame).decode() == RESP["frame_b64"]
     assert frame[4:].decode() == RESP["frame_body"]
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
-    kernel_id, plain = lp.decode_frame(frame, private_key)
+    kernel_id, plain = frames.decode_frame(frame, private_key)
     assert kernel_id == RESP["kernel_id"]
     assert plain == RESP["plaintext"]
-    assert lp.validate_plaintext(plain)["launch_token"] == RESP["launch_token"]
+    assert frames.validate_plaintext(plain)["launch_token"] == RESP["launch_token"]
 
 
 def test_protocol_vectors_random_frames_roundtrip(private_key: RSA.RsaKey) -> None:
     a = lp.encrypt_response(RESP["kernel_id"], RESP["plaintext"], VECTORS["rsa_public_key_b64"])
     b = lp.encrypt_response(RESP["kernel_id"], RESP["plaintext"], VECTORS["rsa_public_key_b64"])
     assert a != b  # fresh AES key, nonce and OAEP seed each time
-    assert lp.decode_frame(a, private_key)[1] == lp.decode_frame(b, private_key)[1] == RESP["plaintext"]
+    assert frames.decode_frame(a, private_key)[1] == frames.decode_frame(b, private_key)[1] == RESP["plaintext"]
 
 
 @pytest.mark.parametrize("vec", VECTORS["control"], ids=lambda v: v["fields"]["request"])
@@ -79,9 +80,9 @@ def test_protocol_vectors_control_mac(vec: dict[str, Any]) -> None:
 def test_protocol_vectors_negative_rejected(vec: dict[str, Any], private_key: RSA.RsaKey) -> None:
     with pytest.raises(lp.ProtocolError) as info:
         if vec["kind"] == "frame":
-            lp.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
+            frames.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
         elif vec["kind"] == "frame_token":
-            kernel_id, plain = lp.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
+            kernel_id, plain = frames.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
             assert kernel_id == vec["waiting_kernel_id"]
             if plain["launch_token"] != vec["expected_launch_token"]:
                 raise lp.ProtocolError(lp.E_BAD_TOKEN, "wrong token")
@@ -98,5 +99,5 @@ def test_protocol_vectors_negative_rejected(vec: dict[str, Any], private_key: RS
 def test_protocol_vectors_unknown_version_reason_is_clear() -> None:
     vec = next(v for v in VECTORS["negative"] if v["name"] == "wrong_version")
     with pytest.raises(lp.ProtocolError) as info:
-        lp.parse_frame_body(base64.b64decode(vec["frame_b64"])[4:])
+        frames.parse_frame_body(base64.b64decode(vec["frame_b64"])[4:])
     assert "version 2" in info.value.reason and "version 1" in info.value.reason

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from Crypto.PublicKey import RSA
 
+from yarn_gateway.provisioners import response_frames as frames
 from yarn_gateway_launchers import launcher_protocol as lp
 
 HELPER = os.path.join(os.path.dirname(lp.__file__), "launch_r_helper.py")
@@ -39,9 +40,9 @@ class FakeGateway:
         conn, _ = self.sock.accept()
         with conn:
             head = conn.recv(4, socket.MSG_WAITALL)
-            body = conn.recv(lp.parse_frame_length(head), socket.MSG_WAITALL)
-            kid, plain = lp.decrypt_frame_body(body, self.key)
-            self.received = {"kernel_id": kid, **lp.validate_plaintext(plain)}
+            body = conn.recv(frames.parse_frame_length(head), socket.MSG_WAITALL)
+            kid, plain = frames.decrypt_frame_body(body, self.key)
+            self.received = {"kernel_id": kid, **frames.validate_plaintext(plain)}
             conn.sendall(b'{"status": "ok"}\n')
         self.done.set()
 

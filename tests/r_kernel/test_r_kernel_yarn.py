@@ -184,4 +184,5 @@ async def test_r_kernel_restart_gives_new_application(make_gateway: Any, cluster
         == f"{second_app} bob"
     assert (await bob.request("DELETE", f"api/kernels/{kid}")).code == 204
     final = await _wait_app_state(cluster, second_app, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
+    logs = cluster.container_log(second_app, "stderr")[-6000:] + cluster.container_log(second_app, "stdout")[-3000:]
+    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), (final.get("diagnostics"), logs)

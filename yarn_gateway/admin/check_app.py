@@ -27,6 +27,7 @@ from .check_gateway import (
     check_authenticator,
     check_kernelspecs,
     check_listen,
+    check_local_kernels,
     check_session_store,
     yarn_specs,
 )
@@ -97,6 +98,7 @@ def run_checks(app: YarnGatewayApp) -> Iterator[Check]:
         ("listen", lambda: check_listen(app)),
         ("authenticator", lambda: check_authenticator(app)),
         ("kernelspecs", lambda: check_kernelspecs(app)),
+        ("local-kernels", lambda: check_local_kernels(app)),
         ("session-store", lambda: check_session_store(app)),
         ("yarn", lambda: check_yarn(app, yarn_specs(app))),
     ]

@@ -1,5 +1,5 @@
-"""``yarn-gateway check``: the gateway-side checks (authentication, kernelspecs, listening
-address, TLS, session store), and the :class:`Check` result every check yields.
+"""``yarn-gateway check``: the gateway-side checks (authentication, kernelspecs, local
+kernels, listening address, TLS, session store), and the :class:`Check` result every check yields.
 
 Each check function takes the configured :class:`~yarn_gateway.app.YarnGatewayApp` (not
 started) and yields one :class:`Check` per item, named so that an administrator can find
@@ -74,6 +74,8 @@ def check_authenticator(app: YarnGatewayApp) -> Iterator[Check]:
 
 
 def _check_tokens(auth: Any) -> Iterator[Check]:
+    from ..auth.token import token_file_problem
+
     if not auth.token and not auth.token_file:
         yield Check(FAIL, "authenticator", "token authentication without a token: set TokenAuthenticator.token_file "
                     "(or TokenAuthenticator.token / $YARN_GATEWAY_TOKEN)")
@@ -88,17 +90,16 @@ def _check_tokens(auth: Any) -> Iterator[Check]:
         yield Check(FAIL, "token-file", f"{path}: {exc.strerror}")
         return
     mode = stat.S_IMODE(st.st_mode)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        yield Check(FAIL, "token-file", f"{path} is writable by group or others (mode {mode:04o}); chmod 600 it")
+    problem = token_file_problem(path, st)
+    if problem:  # the daemon refuses to start with it
+        yield Check(FAIL, "token-file", problem)
         return
     try:
         users = auth._load_file()
     except (OSError, UnicodeDecodeError) as exc:
         yield Check(FAIL, "token-file", f"{path}: {exc}")
         return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        yield Check(WARN, "token-file", f"{path} is readable by group or others (mode {mode:04o}); chmod 600 it")
-    elif not users:
+    if not users:
         yield Check(WARN, "token-file", f"{path} names no users")
     else:
         yield Check(OK, "token-file", f"{path}: {len(users)} user(s), mode {mode:04o}")
@@ -168,9 +169,40 @@ def check_kernelspecs(app: YarnGatewayApp) -> Iterator[Check]:
             yield Check(FAIL, f"kernelspec {name}", f"provisioner {prov!r} is not installed")
             continue
         yield from _check_launcher_files(name, spec)
-    if app.default_kernel_name not in found:
+    if app.default_kernel_name.lower() not in found:
         yield Check(WARN, "default-kernel", f"{app.default_kernel_name!r} (YarnGatewayApp.default_kernel_name) "
                     "is not among the kernelspecs")
+
+
+def check_local_kernels(app: YarnGatewayApp) -> Iterator[Check]:
+    """Kernelspecs that run on the gateway host run user code as the gateway's account: only
+    for named users, and never on an address other hosts reach."""
+    from ..auth.base import is_loopback
+    from ..auth.kernelspec_acl import runs_on_gateway_host
+    from ..auth.policy import AccessPolicy
+
+    policy = AccessPolicy(parent=app, log=app.log)
+    ksm = kernel_spec_manager(app)
+    local = []
+    for name in sorted(ksm.find_kernel_specs()):
+        with contextlib.suppress(Exception):  # unparsable specs are reported by check_kernelspecs
+            if runs_on_gateway_host(ksm.get_kernel_spec(name)):
+                local.append(name)
+    specs = ", ".join(local) if local else "none configured"
+    if not policy.local_kernels_enabled:
+        yield Check(OK, "local-kernels", f"off (kernelspecs on the gateway host: {specs}; refused and not listed, "
+                    "AccessPolicy.local_kernel_users/local_kernel_groups name nobody)")
+        return
+    who = ", ".join(sorted(policy.local_kernel_users) + [f"group {g}" for g in sorted(policy.local_kernel_groups)])
+    if not is_loopback(app.ip):
+        yield Check(FAIL, "local-kernels", f"enabled for {who} while listening on {app.ip or '0.0.0.0'!r}, a "
+                    "non-loopback address: local kernels run user code as the gateway's own Unix account, which "
+                    "can read the token file, keytab and credential cache and so become any user. Remove "
+                    "AccessPolicy.local_kernel_users/local_kernel_groups (serve YARN kernelspecs only), or listen "
+                    f"on 127.0.0.1 (kernelspecs on the gateway host: {specs})")
+    else:
+        yield Check(WARN, "local-kernels", f"enabled for {who} on loopback {app.ip} (development use; "
+                    f"kernelspecs on the gateway host: {specs})")
 
 
 def _check_launcher_files(name: str, spec: Any) -> Iterator[Check]:
@@ -230,14 +262,33 @@ def check_session_store(app: YarnGatewayApp) -> Iterator[Check]:
         yield Check(FAIL, "session-store", f"SessionKeeper.store {kind!r}: {exc}")
         return
     if kind == "directory":
-        yield _check_directory(str(store.directory))
+        yield from _check_directory(store)
     elif kind == "zookeeper":
-        yield _check_zookeeper(store)
+        yield from _check_zookeeper(store)
     else:
         yield Check(OK, "session-store", f"{kind} (not probed)")
+        return
+    yield _check_record_key(store)
 
 
-def _check_directory(path: str) -> Check:
+def _check_record_key(store: Any) -> Check:
+    from ..kernels.record_mac import inspect_key_file
+
+    path = store.key_path
+    problem, fingerprint = inspect_key_file(path)
+    if problem:
+        return Check(FAIL, "session-record-key", f"{type(store).__name__}.record_key_file: {problem}")
+    if fingerprint is None:
+        return Check(OK, "session-record-key", f"{path} will be generated at first start (gateways sharing the "
+                     "store need the same key: copy it to them)")
+    return Check(OK, "session-record-key", f"{path} (fingerprint {fingerprint}: equal on every gateway sharing "
+                 "the store)")
+
+
+def _check_directory(store: Any) -> Iterator[Check]:
+    from ..kernels.private_files import directory_problem
+
+    path = str(store.directory)
     existing = path
     while not os.path.exists(existing):
         parent = os.path.dirname(existing)
@@ -245,27 +296,69 @@ def _check_directory(path: str) -> Check:
             break
         existing = parent
     if not os.path.isdir(existing):
-        return Check(FAIL, "session-store", f"DirectoryStore.directory {path}: {existing} is not a directory")
+        yield Check(FAIL, "session-store", f"DirectoryStore.directory {path}: {existing} is not a directory")
+        return
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".yarngw-check-"):
             pass
     except OSError as exc:
-        return Check(FAIL, "session-store", f"DirectoryStore.directory {path}: {existing} is not writable "
-                     f"({exc.strerror})")
-    return Check(OK, "session-store", f"directory {path}" + ("" if existing == path else " (will be created)"))
+        yield Check(FAIL, "session-store", f"DirectoryStore.directory {path}: {existing} is not writable "
+                    f"({exc.strerror})")
+        return
+    if existing != path:
+        yield Check(OK, "session-store", f"directory {path} (will be created, mode 0700)")
+        return
+    problem = directory_problem(os.path.realpath(path))
+    if problem:  # the gateway refuses to start with it
+        yield Check(FAIL, "session-store", f"DirectoryStore.directory: {problem}")
+        return
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o055:
+        yield Check(WARN, "session-store", f"directory {path} is readable by group or others (mode {mode:04o}): "
+                    f"they can list kernel ids; chmod 700 {path}")
+    else:
+        yield Check(OK, "session-store", f"directory {path} (mode {mode:04o})")
 
 
-def _check_zookeeper(store: Any) -> Check:
+def _check_zookeeper(store: Any) -> Iterator[Check]:
     from kazoo.client import KazooClient
 
-    zk = KazooClient(hosts=store.hosts, timeout=min(float(store.timeout), 10.0))
+    from ..kernels.zkstore import world_access
+
     try:
-        zk.start(timeout=min(float(store.timeout), 10.0))
-        zk.exists(store.root)
+        store._check_config()  # the ACL the gateway would use: an open one is refused unless allowed
+    except ValueError as exc:
+        yield Check(FAIL, "session-store", str(exc))
+        return
+    if store.acl_scheme == "":
+        yield Check(WARN, "session-store", f"ZooKeeper {store.hosts}: open ACL (ZooKeeperStore.allow_open_acl): "
+                    "anyone who reaches ZooKeeper can read every kernel's key and write session records")
+    if store.acl_scheme == "digest" and not store.digest_credentials_file:
+        yield Check(WARN, "session-store", "ZooKeeperStore.digest_credentials is set inline: keep it in "
+                    "digest_credentials_file (mode 0600) instead")
+    timeout = min(float(store.timeout), 10.0)
+    kwargs: dict[str, Any] = {}
+    if store.acl_scheme == "sasl":
+        kwargs["sasl_options"] = {"mechanism": "GSSAPI", "service": "zookeeper"}
+    zk = KazooClient(hosts=store.hosts, timeout=timeout, auth_data=store._auth or None, **kwargs)
+    opened: list[str] = []
+    try:
+        zk.start(timeout=timeout)
+        for path in (store.root, f"{store.root}/sessions"):
+            if zk.exists(path) and world_access(zk.get_acls(path)[0]):
+                opened.append(path)
     except Exception as exc:
-        return Check(FAIL, "session-store", f"ZooKeeper {store.hosts}: {exc or type(exc).__name__}")
+        yield Check(FAIL, "session-store", f"ZooKeeper {store.hosts}: {exc or type(exc).__name__}")
+        return
     finally:
         with contextlib.suppress(Exception):  # best effort: the check's outcome is already known
             zk.stop()
             zk.close()
-    return Check(OK, "session-store", f"ZooKeeper {store.hosts} (root {store.root})")
+    if opened and store.acl_scheme:
+        yield Check(WARN, "session-store", f"ZooKeeper {store.hosts}: {', '.join(opened)} have an open ACL "
+                    f"(world:anyone); the gateway sets the configured {store.acl_scheme} ACL at its next start")
+    elif opened:
+        yield Check(WARN, "session-store", f"ZooKeeper {store.hosts}: {', '.join(opened)} have an open ACL "
+                    "(world:anyone)")
+    yield Check(OK, "session-store", f"ZooKeeper {store.hosts} (root {store.root}, ACL "
+                f"{store.acl_scheme or 'open'})")

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class AdminError(Exception):
@@ -138,7 +138,7 @@ class GatewayAPI:
 
 
 def _kid(kernel_id: str) -> str:
-    if not UUID_RE.match(kernel_id):
+    if not UUID_RE.fullmatch(kernel_id):
         raise AdminError(f"{kernel_id!r} is not a kernel id (a UUID, as `yarn-gateway kernels list` shows)")
     return quote(kernel_id)
 

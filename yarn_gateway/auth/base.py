@@ -7,6 +7,8 @@ not block the event loop (use :func:`yarn_gateway.utils.run_blocking` for anythi
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
@@ -14,6 +16,22 @@ from traitlets.config import LoggingConfigurable
 
 if TYPE_CHECKING:
     from tornado.web import RequestHandler
+
+
+_USER_NAME = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}")
+
+
+def is_valid_user_name(name: str) -> bool:
+    """A user name a kernel may run as (the whole string: no trailing newline slips through)."""
+    return bool(_USER_NAME.fullmatch(name)) and name not in (".", "..")
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether listening on ``ip`` reaches this host only ('' and 0.0.0.0 listen everywhere)."""
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return ip == "localhost"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from .base import Authenticator, User
 if TYPE_CHECKING:
     from tornado.web import RequestHandler
 
-_USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}$")
+_USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._@-]{0,63}")
 
 
 def _b64(data: bytes) -> str:
@@ -141,10 +141,10 @@ class KerberosAuthenticator(Authenticator):
             m = pattern.fullmatch(principal)
             if m:
                 name = m.expand(repl)
-                return name if _USER_RE.match(name) else None
+                return name if _USER_RE.fullmatch(name) else None
         primary, _, realm = principal.rpartition("@")
         realms = self.local_realms or {service_realm}
-        if realm in realms and primary and "/" not in primary and _USER_RE.match(primary):
+        if realm in realms and primary and "/" not in primary and _USER_RE.fullmatch(primary):
             return primary
         return None
 

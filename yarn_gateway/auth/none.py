@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import getpass
-import ipaddress
 from typing import TYPE_CHECKING, Optional
 
 from traitlets import Unicode, default
 
-from .base import Authenticator, User
+from .base import Authenticator, User, is_loopback
 
 if TYPE_CHECKING:
     from tornado.web import RequestHandler
@@ -26,11 +25,7 @@ class NoneAuthenticator(Authenticator):
         return getpass.getuser()
 
     def check_bind(self, ip: str) -> None:
-        try:
-            loopback = ipaddress.ip_address(ip).is_loopback
-        except ValueError:
-            loopback = ip == "localhost"
-        if not loopback:
+        if not is_loopback(ip):
             raise ValueError(
                 f"authenticator 'none' is only allowed when listening on loopback, not on {ip!r}; "
                 "use token or kerberos authentication"

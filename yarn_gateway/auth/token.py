@@ -9,8 +9,14 @@ Token file format (one user per line, ``#`` comments)::
     alice  3f2a...            # the token itself
     bob    sha256:9c1d...     # or the hex SHA-256 of the token
 
-The file must not be writable by group or others; it is re-read when it changes, so
+The file must be readable and writable by its owner only (``chmod 600``): a file
+group or others can read or write is refused, at start and whenever it is re-read (then
+no token of the file is accepted until it is fixed). It is re-read when it changes, so
 users can be added or revoked without a restart.
+
+The shared token is best given as the environment variable ``YARN_GATEWAY_TOKEN`` (or a
+config file only the gateway's account can read): a ``--token`` on the command line is
+visible to every local user in ``ps``, and the daemon warns about it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,20 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_file_problem(path: str, st: os.stat_result) -> Optional[str]:
+    """Why a token file's mode is unsafe (None: it is not a regular file only its owner can access)."""
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISREG(st.st_mode):
+        return f"token file {path} is not a regular file"
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"token file {path} is writable by group or others (mode {mode:04o}): anyone who can write it can "
+                f"add a token for any user; fix with: chmod 600 {path}")
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return (f"token file {path} is readable by group or others (mode {mode:04o}): anyone who can read it can "
+                f"authenticate as every user it names; fix with: chmod 600 {path}")
+    return None
+
+
 class TokenAuthenticator(Authenticator):
     """Authenticate by shared token and/or token file (see the module docstring)."""
 
@@ -43,7 +63,9 @@ class TokenAuthenticator(Authenticator):
         "",
         config=True,
         help="""The shared token. Callers presenting it are `shared_token_user`.
-        Default: the environment variable YARN_GATEWAY_TOKEN. Empty = no shared token.""",
+        Default: the environment variable YARN_GATEWAY_TOKEN. Empty = no shared token.
+        Do not pass it on the command line (--token): every local user can read a process's
+        arguments. Use YARN_GATEWAY_TOKEN or token_file.""",
     )
 
     @default("token")
@@ -65,24 +87,25 @@ class TokenAuthenticator(Authenticator):
         "",
         config=True,
         help="""A file of `user token` lines (see yarn_gateway.auth.token). Re-read when it
-        changes. Must not be writable by group or others.""",
+        changes. Must not be readable or writable by group or others (chmod 600).""",
     )
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._file_users: dict[str, str] = {}
-        self._file_stamp: Optional[tuple[float, int]] = None
+        self._file_stamp: Optional[tuple[float, int, int, int]] = None
 
     def _load_file(self) -> dict[str, str]:
         path = self.token_file
         if not path:
             return {}
         st = os.stat(path)
-        stamp = (st.st_mtime, st.st_size)
+        stamp = (st.st_mtime, st.st_size, st.st_mode, st.st_ino)  # a chmod or a replaced file: check again
         if stamp == self._file_stamp:
             return self._file_users
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise PermissionError(f"token file {path} is writable by group or others; fix with chmod 600")
+        problem = token_file_problem(path, st)
+        if problem:
+            raise PermissionError(problem)
         users: dict[str, str] = {}
         with open(path, encoding="utf-8") as f:
             for lineno, raw in enumerate(f, 1):

@@ -1,8 +1,13 @@
 """GET /api/kernels/{id}/channels: the websocket relay endpoint.
 
 Speaks the legacy JSON protocol (default, what jupyter_server's GatewayClient uses) or
-``v1.kernel.websocket.jupyter.org`` when the client offers it. Authentication and the
-ownership check happen before the upgrade, so a refused client gets an HTTP 401/404.
+``v1.kernel.websocket.jupyter.org`` when the client offers it. Authentication, the
+ownership check and the session caps happen before the upgrade, so a refused client gets
+an HTTP 401/404/429.
+
+A message the gateway cannot read closes the connection (4400); one it refuses (JSON nested
+too deeply) is answered with a notice and the connection stays; one the kernel cannot take
+(its send queue is full) closes it with 1013.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import collections
 import json
 import logging
+import re
 import struct
 import uuid
 from typing import Any, Optional
@@ -23,16 +29,22 @@ from ..errors import GatewayError
 from ..kernels.registry import KernelRecord
 from ..metrics import RelayTraffic
 from ..relay.batch import batching, defer_flush
+from ..relay.hub import SessionLimitReached
 from ..relay.session import ClientSession
-from ..relay.wire import V1_PROTOCOL, InvalidMessage, decode_client_message
+from ..relay.wire import V1_PROTOCOL, InvalidMessage, MessageRefused, decode_client_message
 from ..relay.zmtp import KernelNotTaking
 from .base import GatewayMixin
 
 log = logging.getLogger(__name__)
 
 LEGACY = ""
+#: What a client may send as ``session_id`` (Jupyter clients send a UUID).
+SESSION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Seconds a lazy message (see KernelMessage.lazy) may wait for the next one.
 LAZY_HOLD = 0.001
+#: Pending writes up to this many bytes are joined into one buffer (one send); larger ones go
+#: to the stream piece by piece (tornado keeps large pieces as they are: no copy).
+JOIN_MAX = 256 * 1024
 
 
 class ChannelsHandler(GatewayMixin, WebSocketHandler):
@@ -49,11 +61,26 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
     _traffic: Optional[RelayTraffic] = None  # the gateway's relay counters (plain ints: hot path)
 
     async def get(self, kernel_id: str) -> None:
+        """Authorise, check ``session_id`` (it names the session in logs and the replay buffer)
+        and the session caps, then upgrade."""
         try:
             self._rec = await self.registry.lookup(kernel_id, self.caller)
         except GatewayError as exc:
             raise web.HTTPError(exc.status, exc.message) from None
+        session_id = self.get_argument("session_id", "")
+        if session_id and not SESSION_ID.fullmatch(session_id):
+            raise GatewayError(400, f"Kernel {kernel_id}: session_id must be 1-128 characters of letters, digits "
+                               "and . _ : - (a UUID, as Jupyter clients send)", reason="Bad session_id")
+        try:
+            self._admit(self._rec, session_id)
+        except SessionLimitReached as exc:
+            raise GatewayError(429, str(exc), reason="Too many client connections") from None
         await super().get(kernel_id)
+
+    def _admit(self, rec: KernelRecord, session_id: str) -> None:
+        """Room for this client's session (no ``session_id``: a new one), or :class:`SessionLimitReached`."""
+        hubs = [r.hub for r in self.registry.kernels.values()]
+        rec.hub.admit(session_id or uuid.uuid4().hex, self.caller.name, hubs)
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, GatewayError):
@@ -77,7 +104,13 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         self._traffic = self.registry.metrics.relay
         self._pending = collections.deque()
         self._out = []
-        self._session = self._rec.hub.session(session_id)
+        try:
+            self._admit(self._rec, session_id)  # again: others may have connected since get()
+        except SessionLimitReached as exc:
+            log.info("Kernel %s: refused a client: %s", kernel_id, exc)
+            self.close(1013, "too many client connections; close some and try again")
+            return
+        self._session = self._rec.hub.session(session_id, self.caller.name)
         self._session.attach(self)
         log.info("Kernel %s: client connected (session %s, user %s, protocol %s)",
                  kernel_id, session_id, self.caller.name, self.protocol or "legacy",
@@ -94,6 +127,12 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         try:
             channel, frames = decode_client_message(message, self.protocol)
             session.send_to_kernel(channel, frames)
+        except MessageRefused as exc:
+            log.info("Kernel %s: refused a client message: %s", session.hub.kernel_id, exc)
+            session.refuse(self, str(exc), exc.header)
+        except RecursionError:  # anything decode_client_message did not foresee
+            log.info("Kernel %s: refused a client message nested too deeply", session.hub.kernel_id)
+            session.refuse(self, "it is nested too deeply for the gateway to read")
         except InvalidMessage as exc:
             log.info("Kernel %s: closing a client that sent an invalid message: %s", session.hub.kernel_id, exc)
             self.close(4400, f"invalid Jupyter message: {exc}"[:120])
@@ -155,6 +194,17 @@ class ChannelsHandler(GatewayMixin, WebSocketHandler):
         conn = self.ws_connection
         stream = conn.stream if conn is not None else None
         if stream is None:
+            return
+        size = sum(map(len, out))
+        if size > JOIN_MAX:
+            try:
+                for piece in out:
+                    fut = stream.write(piece)
+            except StreamClosedError:
+                return  # on_close follows
+            if not fut.done():
+                self._pending.append((fut, size))
+                self._backlog += size
             return
         data = b"".join(out)
         if type(stream) is IOStream and not stream.writing() and not stream.closed():

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ..errors import GatewayError
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: Never inherited by a kernel from the gateway's own environment.
 SCRUBBED_PREFIXES = ("YARN_GATEWAY_", "KRB5", "JUPYTER_GATEWAY_")
@@ -34,7 +34,7 @@ def validate_request_env(env: Any, allowed: Iterable[str]) -> dict[str, str]:
             raise GatewayError(
                 400, f"env value of {name!r} must be a string, not {type(value).__name__}.", reason="Bad env"
             )
-        if not _NAME.match(name) or "\0" in value:
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or "\0" in value:
             raise GatewayError(400, f"env name {name!r} or its value is not a valid variable.", reason="Bad env")
         if name.startswith("KERNEL_") or name in allowed_set:
             out[name] = value

@@ -64,7 +64,7 @@ async def sweep(keeper: SessionKeeper) -> tuple[list[str], list[str]]:
         for app in apps:
             kid = _kernel_id_of(app)
             live_kernels.add(kid)
-            if kid in records or kid in registry.kernels:
+            if kid in records or kid in registry.kernels or keeper.is_refused(kid):  # untrusted record: logged
                 continue
             if now_ms - float(app.get("startedTime") or now_ms) < keeper.sweep_grace * 1000:
                 continue

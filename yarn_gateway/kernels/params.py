@@ -89,10 +89,10 @@ ORDERED = (("spark.dynamicAllocation.minExecutors", "spark.dynamicAllocation.max
 EXECUTOR_INSTANCES = "spark.executor.instances"
 DYNAMIC_ALLOCATION = "spark.dynamicAllocation.enabled"
 
-_ENV = re.compile(r"^KERNEL_[A-Z0-9_]+$")
-_CONF_KEY = re.compile(r"^spark\.[A-Za-z0-9_.-]+$")
-_INT = re.compile(r"^[+-]?\d{1,12}$")
-_MEMORY = re.compile(r"^(\d{1,12})(k|kb|m|mb|g|gb|t|tb)?$")
+_ENV = re.compile(r"KERNEL_[A-Z0-9_]+")
+_CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]+")
+_INT = re.compile(r"[+-]?\d{1,12}")
+_MEMORY = re.compile(r"(\d{1,12})(k|kb|m|mb|g|gb|t|tb)?")
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DEFAULT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}"
 _TRUE = {"true", "yes", "on", "1"}
@@ -105,7 +105,7 @@ class ParameterSpecError(ValueError):
 
 def memory_bytes(text: str) -> int:
     """Bytes of a Spark memory size (a bare number is MiB, as for spark.driver.memory)."""
-    m = _MEMORY.match(text.strip().lower())
+    m = _MEMORY.fullmatch(text.strip().lower())
     if m is None:
         raise ValueError(text)
     return int(m.group(1)) * _UNITS[(m.group(2) or "m")[0]]
@@ -140,7 +140,7 @@ class Parameter:
             raise ValueError(value)
         if self.type == "memory":
             return memory_bytes(str(value))
-        if isinstance(value, int) or _INT.match(str(value).strip()):
+        if isinstance(value, int) or _INT.fullmatch(str(value).strip()):
             return int(value)
         raise ValueError(value)
 
@@ -235,9 +235,9 @@ def build_parameter(name: str, raw: Any, bounds: Mapping[str, Any], allowed_targ
     type_, env, target = d.get("type"), d.get("env"), d.get("maps_to")
     if type_ not in TYPES:
         raise ParameterSpecError(f"parameter {name!r}: type must be one of {', '.join(TYPES)}")
-    if not isinstance(env, str) or not _ENV.match(env) or env in RESERVED_ENVS:
+    if not isinstance(env, str) or not _ENV.fullmatch(env) or env in RESERVED_ENVS:
         raise ParameterSpecError(f"parameter {name!r}: env must be a KERNEL_* name the gateway does not use")
-    if not isinstance(target, str) or not (target == QUEUE or _CONF_KEY.match(target)):
+    if not isinstance(target, str) or not (target == QUEUE or _CONF_KEY.fullmatch(target)):
         raise ParameterSpecError(f"parameter {name!r}: maps_to must be 'queue' or a spark.* conf key")
     if target not in allowed_targets:
         raise ParameterSpecError(f"parameter {name!r} maps to {target}, which the gateway does not let users "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..auth.base import is_valid_user_name
+from ..errors import GatewayError
 from ..utils import isoformat_z
+from .env import validate_request_env
 from .store import make_record
 
 if TYPE_CHECKING:
@@ -81,3 +85,53 @@ async def detail_models(registry: KernelRegistry, caller: User) -> list[dict[str
         if record["kernel_id"] not in held and registry.policy.can_access(caller, record["owner"]):
             models.append(record_detail(record))
     return models
+
+
+def identity_problem(record: dict[str, Any]) -> Optional[str]:
+    """Why a (MAC-verified) record's identity fields cannot be trusted, or None: the owner and
+    the user who started it must be user names, the kernelspec a name."""
+    owner, started_by, name = record.get("owner"), record.get("started_by", record.get("owner")), record.get("name")
+    if not isinstance(owner, str) or not is_valid_user_name(owner):
+        return f"its owner {str(owner)[:80]!r} is not a valid user name"
+    if not isinstance(started_by, str) or not is_valid_user_name(started_by):
+        return f"its started_by {str(started_by)[:80]!r} is not a valid user name"
+    if not isinstance(name, str) or not name or len(name) > 256:
+        return "it names no kernelspec"
+    return None
+
+
+def recovery_env(record: dict[str, Any], allowed_envs: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """The environment a recorded kernel is restarted with, filtered as a start request's
+    (:func:`~.env.validate_request_env`), and the names dropped from it.
+
+    Raises ValueError (saying why) when it cannot be trusted: a name or value a start request
+    could not have, KERNEL_USERNAME (the restart's ``--proxy-user``) other than the owner,
+    KERNEL_ID other than the kernel's."""
+    raw = record.get("env", {})
+    try:
+        env = validate_request_env(raw, allowed_envs)
+    except GatewayError as exc:
+        raise ValueError(f"its restart environment is invalid ({exc.message})") from None
+    dropped = sorted(str(k)[:80] for k in raw if k not in env)
+    owner = record["owner"]
+    if env.get("KERNEL_USERNAME") != owner:
+        raise ValueError(f"its restart environment's KERNEL_USERNAME {env.get('KERNEL_USERNAME', '')[:80]!r} is not "
+                         f"its owner {owner!r}")
+    if env.get("KERNEL_ID", record["kernel_id"]) != record["kernel_id"]:
+        raise ValueError("its restart environment's KERNEL_ID is another kernel's")
+    return env, dropped
+
+
+def connection_problem(conn: Any) -> Optional[str]:
+    """Why a record's connection info is unusable, or None (also for None: a launch record)."""
+    if conn is None:
+        return None
+    if not isinstance(conn, dict):
+        return "its connection info is not an object"
+    if not isinstance(conn.get("ip"), str) or not isinstance(conn.get("key", ""), str):
+        return "its connection info has no address or key"
+    for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+        port = conn.get(name)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            return f"its connection info's {name} is not a port"
+    return None

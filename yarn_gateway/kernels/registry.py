@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..auth.base import User
+from ..auth.kernelspec_acl import runs_on_gateway_host
 from ..auth.policy import AccessPolicy
 from ..errors import GatewayError
-from ..logs import record_event
+from ..logs import record_event, safe_text
 from ..metrics import GatewayMetrics, observed_start
 from ..relay.hub import KernelHub, KernelNotReady
 from ..relay.session import RelayLimits
-from ..utils import isoformat_z, run_blocking
+from ..utils import isoformat_z
 from .env import base_environment, client_launch_timeout, validate_request_env
 from .limits import KernelLimits
 from .params import KernelParameters
@@ -135,6 +136,33 @@ class KernelRegistry(LoggingConfigurable):
         "client's CPU per message, for at most this much delay. Replies and status messages are never "
         "held back by it. 0 relays every message as soon as it arrives.",
     )
+    max_kernel_message_bytes = Int(
+        32 * 1024 * 1024, config=True,
+        help="Largest message the gateway takes from a kernel (all its frames together), in bytes. A larger one "
+        "is never buffered: it is skipped as it arrives; output (iopub) is dropped and every client is told so, "
+        "a reply is answered to its client with an error reply naming the limit.",
+    )
+    kernel_send_queue_bytes = Int(
+        16 * 1024 * 1024, config=True,
+        help="Bytes of client messages kept per kernel channel while the kernel takes none (not connected yet, or "
+        "not reading); past that the client is closed with 1013 (try again later). One message is always kept, "
+        "whatever its size (up to YarnGatewayApp.websocket_max_message_size).",
+    )
+    kernel_handshake_timeout = Float(
+        10.0, config=True,
+        help="Seconds a kernel's socket gets to accept a connection and complete the ZMTP handshake before the "
+        "gateway gives up on that connection and tries again.",
+    )
+    max_sessions_per_kernel = Int(
+        16, config=True,
+        help="Client sessions (websocket session_ids) per kernel, attached or waiting for their client to come "
+        "back. At the cap the session detached for the longest is dropped; when all are attached, a new client "
+        "gets 429. 0: no cap.",
+    )
+    max_sessions_per_user = Int(
+        64, config=True,
+        help="Client sessions per user over all kernels (as max_sessions_per_kernel, per user). 0: no cap.",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -195,15 +223,12 @@ class KernelRegistry(LoggingConfigurable):
         """Start a kernel of ``spec_name`` for ``caller``; return once it is ready."""
         env = validate_request_env(request_env, self.allowed_envs)
         owner = self.policy.effective_user(caller, env.get("KERNEL_USERNAME"))
-        await self.policy.check_kernelspec(owner, spec_name)
+        # The canonical name (jupyter_client finds kernelspecs case-insensitively): ACLs apply to it.
+        spec_name, spec = await self.policy.resolve_kernelspec(self.kernel_spec_manager, owner, spec_name)
         # Only a client's own value travels in KERNEL_LAUNCH_TIMEOUT: without one, the provisioner's
         # default applies (a YARN launch waits for a queue far longer than a local kernel starts).
         client_timeout = client_launch_timeout(env, self.max_launch_timeout)
         env.pop("KERNEL_LAUNCH_TIMEOUT", None)
-        try:
-            await run_blocking(self.kernel_spec_manager.get_kernel_spec, spec_name)
-        except NoSuchKernel:
-            raise GatewayError(404, f"No such kernelspec: '{spec_name}'.", reason="No such kernelspec") from None
         await self.kernel_limits.check(caller, owner)  # no await from here until the kernel is held: exact count
         kernel_id = str(uuid.uuid4())
         env.update(KERNEL_USERNAME=owner, KERNEL_ID=kernel_id)
@@ -211,6 +236,7 @@ class KernelRegistry(LoggingConfigurable):
             env["KERNEL_LAUNCH_TIMEOUT"] = f"{client_timeout:g}"
         timeout = client_timeout if client_timeout is not None else self.launch_timeout
         km = self.new_manager(spec_name, kernel_id)
+        km._kernel_spec = spec  # launch exactly the spec the policy checked
         hub = KernelHub(kernel_id, self._limits())
         rec = KernelRecord(kernel_id, spec_name, owner, caller.name, km, hub, launch_env=dict(env))
         self.kernels[kernel_id] = rec
@@ -238,6 +264,17 @@ class KernelRegistry(LoggingConfigurable):
         await self.sessions.save(rec)
         self._ensure_monitor()
         return rec
+
+    async def recovered_kernelspec(self, record: dict[str, Any]) -> Optional[str]:
+        """The canonical kernelspec name of a recorded kernel if its owner may still use it;
+        None (logged) if not: the kernel is then not re-attached."""
+        try:
+            name, _spec = await self.policy.resolve_kernelspec(
+                self.kernel_spec_manager, str(record["owner"]), str(record["name"]))
+        except GatewayError as exc:
+            self.log.error("Kernel %s: not re-attached: %s", record["kernel_id"], safe_text(exc.message))
+            return None
+        return name
 
     async def _launch(self, rec: KernelRecord, env: dict[str, str], timeout: float, backstop: float) -> None:
         km, hub = rec.km, rec.hub
@@ -323,6 +360,9 @@ class KernelRegistry(LoggingConfigurable):
         """Restart under the same kernel id; attached clients stay attached."""
         async with rec.lock:
             self._check_running(rec)
+            # The owner must still be allowed the kernelspec (ACLs may have changed since the start).
+            spec = rec.km.kernel_spec  # set at start and on re-attach: no filesystem read here
+            await self.policy.check_kernelspec(rec.owner, rec.name, local=spec is None or runs_on_gateway_host(spec))
             rec.hub.broadcast_status("restarting")
             rec.hub.disconnect()
             try:
@@ -405,6 +445,11 @@ class KernelRegistry(LoggingConfigurable):
             client_backlog_bytes=self.client_backlog_bytes,
             session_expiry=self.session_expiry,
             output_batch_interval=self.output_batch_interval,
+            max_message_bytes=self.max_kernel_message_bytes,
+            send_queue_bytes=self.kernel_send_queue_bytes,
+            handshake_timeout=self.kernel_handshake_timeout,
+            max_sessions_per_kernel=self.max_sessions_per_kernel,
+            max_sessions_per_user=self.max_sessions_per_user,
         )
 
     # -- liveness -----------------------------------------------------------------------

@@ -25,8 +25,8 @@ from ..logs import kernel_event, record_event
 from ..relay.hub import KernelHub, KernelNotReady
 from ..utils import run_blocking
 from .env import base_environment
-from .records import record_of
-from .store import SessionStore
+from .records import connection_problem, identity_problem, record_of, recovery_env
+from .store import RecordTooLarge, SessionStore
 
 if TYPE_CHECKING:
     from .registry import KernelRecord, KernelRegistry
@@ -73,18 +73,76 @@ class SessionKeeper(LoggingConfigurable):
         self._attaching: dict[str, asyncio.Future[Optional[KernelRecord]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._saved_activity: dict[str, float] = {}
+        self._prepared: Optional[SessionStore] = None
+        #: kernel id -> why its (MAC-verified) record is not trusted; such kernels are neither listed nor swept
+        self._refused: dict[str, tuple[Any, str]] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     # -- store --------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Check the store's configuration and files and load its record key (before the gateway
+        listens): :class:`~.store.StoreConfigError`, a ValueError saying what to fix, stops the start."""
+        if self.store == "none" or self._prepared is not None:
+            return
+        cls = import_item(STORES.get(self.store, self.store))
+        store: SessionStore = cls(parent=self.registry, log=self.log)
+        await store.prepare()
+        self._prepared = store
+
     async def _get_store(self) -> Optional[SessionStore]:
         if self.store == "none":
             return None
         async with self._store_ready:
             if self._store is None:
-                cls = import_item(STORES.get(self.store, self.store))
-                store: SessionStore = cls(parent=self.registry, log=self.log)
-                await store.start()
+                await self.prepare()
+                store = self._prepared
+                assert store is not None
+                await store.start()  # connects (ZooKeeper): retried at the next use if it fails
                 self._store = store
             return self._store
+
+    def is_refused(self, kernel_id: str) -> bool:
+        """Whether a record of ``kernel_id`` exists but was not trusted at its last read (logged):
+        its kernel is not attached, and its application is no orphan to sweep."""
+        store = self._store
+        return kernel_id in self._refused or (store is not None and kernel_id in store.rejected)
+
+    def _warn_once(self, kernel_id: str, reason: str, msg: str) -> None:
+        if (kernel_id, reason) in self._warned:
+            return
+        if len(self._warned) > 4096:
+            self._warned.clear()
+        self._warned.add((kernel_id, reason))
+        self.log.warning("%s", msg)
+
+    def _trusted(self, record: dict[str, Any]) -> bool:
+        """Whether a (MAC-verified) record may be acted on: listed, counted, attached, swept by its
+        application. Checked: who owns it and who started it (user names), its connection info,
+        and its restart environment (:func:`.records.recovery_env`: KERNEL_USERNAME, the restart's
+        --proxy-user, must be the owner). A refusal is logged once and remembered until the
+        record changes; such kernels are neither listed nor attached nor swept."""
+        kid, stamp = record["kernel_id"], record.get("updated")
+        known = self._refused.get(kid)
+        if known is not None and known[0] == stamp:
+            return False
+        problem = identity_problem(record) or connection_problem(record.get("connection_info"))
+        if problem is None:
+            try:
+                recovery_env(record, self.registry.allowed_envs)
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is None:
+            self._refused.pop(kid, None)
+            return True
+        self._refuse(kid, stamp, problem)
+        return False
+
+    def _refuse(self, kid: str, stamp: Any, problem: str) -> None:
+        self._refused[kid] = (stamp, problem)
+        self._warn_once(kid, problem, f"Kernel {kid}: not re-attached: its session record is not trusted: "
+                        f"{problem}. Its YARN application (if any) is left running, unattached, and is not swept "
+                        "while the record exists; remove the record (and end the application) once you know where "
+                        "it came from.")
 
     @property
     def gateway_id(self) -> str:
@@ -96,7 +154,11 @@ class SessionKeeper(LoggingConfigurable):
             return
         store = await self._get_store()
         if store is not None:
-            await store.put(await record_of(rec, self.gateway_id, launching))
+            try:
+                await store.put(await record_of(rec, self.gateway_id, launching))
+            except RecordTooLarge as exc:
+                self._warn_once(rec.kernel_id, "too large", str(exc))
+                return
             self._saved_activity[rec.kernel_id] = rec.hub.last_activity.timestamp()
             if rec.ended and not rec.released and self.registry.kernels.get(rec.kernel_id) is not rec:
                 # The kernel ended (or was released) while we were writing: never resurrect its record.
@@ -113,20 +175,26 @@ class SessionKeeper(LoggingConfigurable):
         if store is None:
             return None
         record = await store.get(kernel_id)
-        return record if record is not None and record.get("gateway_id") == self.gateway_id else None
+        if record is None or record.get("gateway_id") != self.gateway_id:
+            return None
+        return record if self._trusted(record) else None
 
     async def records(self) -> list[dict[str, Any]]:
         store = await self._get_store()
         if store is None:
             return []
-        return [r for r in await store.all() if r.get("gateway_id") == self.gateway_id]
+        stored = await store.all()
+        present = {r["kernel_id"] for r in stored}
+        for kid in [k for k in self._refused if k not in present]:  # its record is gone: no longer protected
+            del self._refused[kid]
+        return [r for r in stored if r.get("gateway_id") == self.gateway_id and self._trusted(r)]
 
     async def probe(self) -> dict[str, Any]:
         """Health check: one read from the session store."""
         store = await self._get_store()
         if store is None:
             return {"ok": True, "store": "none"}
-        await store.get("00000000-0000-0000-0000-000000000000")
+        await store.probe()
         return {"ok": True, "store": self.store}
 
     async def close(self) -> None:
@@ -162,9 +230,16 @@ class SessionKeeper(LoggingConfigurable):
 
         registry = self.registry
         kid = record["kernel_id"]
+        env = self._recovery_env(record)
+        if env is None:
+            return None
         if record.get("connection_info") is None:
             await self._abandoned_launch(record)
             return None
+        name = await registry.recovered_kernelspec(record)  # canonical name; the owner's ACLs still apply
+        if name is None:
+            return None
+        record = {**record, "name": name}
         km = registry.new_manager(record["name"], kid)
         try:
             spec = await run_blocking(registry.kernel_spec_manager.get_kernel_spec, record["name"])
@@ -184,7 +259,7 @@ class SessionKeeper(LoggingConfigurable):
         conn["key"] = str(conn.get("key", "")).encode()
         km.load_connection_info(conn)
         prov.connection_info = conn
-        launch_args: Any = {"env": {**base_environment(), **record.get("env", {})}, "kernel_id": kid}
+        launch_args: Any = {"env": {**base_environment(), **env}, "kernel_id": kid}
         km._launch_args = launch_args
         hub = KernelHub(kid, registry._limits())
         hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
@@ -196,13 +271,25 @@ class SessionKeeper(LoggingConfigurable):
                                f"({exc}); try again shortly.", reason="Kernel unreachable") from None
         rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
                            created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
-                           launch_env=dict(record.get("env", {})))
+                           launch_env=dict(env))
         rec.ready = True
         registry.kernels[kid] = rec
         registry._ensure_monitor()
         record_event(self.log, "recovered", rec)
         registry.metrics.event("recovered")
         return rec
+
+    def _recovery_env(self, record: dict[str, Any]) -> Optional[dict[str, str]]:
+        """The environment a recorded kernel restarts with, filtered as a start request's, if its
+        record may be acted on (:meth:`_trusted`); None (logged once) if not."""
+        if not self._trusted(record):
+            return None
+        env, dropped = recovery_env(record, self.registry.allowed_envs)
+        if dropped:
+            self._warn_once(record["kernel_id"], "dropped", f"Kernel {record['kernel_id']}: names dropped from its "
+                            "restart environment (neither KERNEL_* nor in KernelRegistry.allowed_envs): "
+                            f"{', '.join(map(repr, dropped))}")
+        return env
 
     async def _abandoned_launch(self, record: dict[str, Any]) -> None:
         """A record of a launch that never completed: once it is old enough, end it."""

@@ -3,9 +3,10 @@ connection info (PROTOCOL.md, "The response").
 
 One asyncio server per gateway on a port from the configured range (or a fixed port).
 Launches wait on a future obtained from :meth:`ResponseListener.register`; every
-connection is handled in its own task with a deadline, so a slow or hostile client never
-delays another launch. Frames are parsed and decrypted by
-``yarn_gateway_launchers.launcher_protocol``, the same module the Python launcher uses.
+connection is handled in its own task with deadlines and capped per source address, so a
+slow, idle or hostile client never delays another launch. Frames are parsed and decrypted
+by :mod:`.response_frames`, against the wire format of ``yarn_gateway_launchers.launcher_protocol``
+(the module the Python launcher uses).
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ import hmac
 import json
 import logging
 import socket
+import time
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 from Crypto.PublicKey import RSA
 
 from yarn_gateway_launchers import launcher_protocol as lp
 
+from ..utils import run_blocking
+from . import response_frames as frames
+
 log = logging.getLogger(__name__)
 
 PortRange = Union[str, tuple[int, int], None]
+#: Seconds between two warnings about evicted or refused connections.
+FLOOD_LOG_INTERVAL = 10.0
 
 
 class LauncherResponseError(Exception):
@@ -43,9 +51,20 @@ class ResponseListener:
     ``host`` is the bind address; ``advertise_host`` the name launchers use to reach it
     (default: ``host``, or this machine's FQDN when ``host`` is a wildcard). The port is
     ``port`` when non-zero, else a random free port in ``port_range`` (``"lo..hi"``,
-    ``(lo, hi)``, or ``None``/``"0..0"`` for any port). ``frame_timeout`` (seconds) bounds
-    the time from connect to a complete frame; at most ``max_connections`` connections are
-    served at once (others are answered ``busy`` and closed).
+    ``(lo, hi)``, or ``None``/``"0..0"`` for any port).
+
+    Bounds on what a client can make it hold: a frame's 4-byte length prefix must arrive
+    within ``first_byte_timeout`` seconds of the connection opening and the whole frame
+    within ``frame_timeout``; the prefix is checked against the 64 KiB limit before the
+    body is read. At most ``max_connections`` connections are open at once, at most
+    ``max_connections_per_source`` from one address; at a cap the oldest connection still
+    reading its frame is evicted (answered ``busy``) so a flood of idle connections never
+    locks out a launcher, which sends its frame at once and retries ``busy``
+    (:class:`~yarn_gateway_launchers.launcher_protocol.ConnectionLimiter`). Before the
+    RSA unwrap (the only costly step, run off the event loop, at most
+    ``max_concurrent_unwraps`` at once) the body must parse and name a kernel that waits
+    for its launcher. ``signature_schemes`` are the kernel message signature schemes a
+    launcher may choose (default: hmac-sha256 only).
     """
 
     def __init__(
@@ -58,11 +77,19 @@ class ResponseListener:
         key_bits: int = 2048,
         private_key: Optional[RSA.RsaKey] = None,
         frame_timeout: float = 5.0,
+        first_byte_timeout: float = 2.0,
         max_connections: int = 64,
+        max_connections_per_source: int = 8,
+        max_concurrent_unwraps: int = 2,
+        signature_schemes: Sequence[str] = lp.DEFAULT_SIGNATURE_SCHEMES,
         recent_size: int = 1024,
     ) -> None:
         if key_bits < lp.MIN_RSA_BITS:
             raise ValueError(f"key_bits must be at least {lp.MIN_RSA_BITS}")
+        unknown = [s for s in signature_schemes if s not in lp.SIGNATURE_SCHEMES]
+        if unknown or not signature_schemes:
+            raise ValueError(f"signature_schemes must be a non-empty subset of {', '.join(lp.SIGNATURE_SCHEMES)}; "
+                             f"got {list(signature_schemes)!r}")
         self.host = host
         if port:
             self.port_range: tuple[int, int] = (port, port)
@@ -73,7 +100,9 @@ class ResponseListener:
         self.advertise_host = advertise_host
         self.key_bits = key_bits
         self.frame_timeout = frame_timeout
+        self.first_byte_timeout = min(first_byte_timeout, frame_timeout)
         self.max_connections = max_connections
+        self.signature_schemes = tuple(signature_schemes)
         self._private_key = private_key
         self._public_key_b64: Optional[str] = None
         self._server: Optional[asyncio.AbstractServer] = None
@@ -83,8 +112,11 @@ class ResponseListener:
         # rather than "unknown kernel". Bounded: old entries fall out.
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._recent_size = recent_size
-        self._active = 0
+        self._limiter = lp.ConnectionLimiter(max_connections, max_connections_per_source)
+        self._unwraps = asyncio.Semaphore(max_concurrent_unwraps)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._flood_counts: dict[str, tuple[int, float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,6 +143,12 @@ class ResponseListener:
             self._server.close()
             for w in list(self._writers):
                 w.close()
+            # Closed connections end their tasks by themselves (end of stream); cancel what is left.
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=1.0)
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
         for _, fut in self._waiting.values():
@@ -161,59 +199,131 @@ class ResponseListener:
 
     # ------------------------------------------------------------------ connections
 
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (for tests and metrics)."""
+        return len(self._limiter)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._handle_connection(reader, writer)
+        except asyncio.CancelledError:
+            # Only stop() cancels these tasks; the connection is closed by now. (Re-raising would
+            # make asyncio log the cancellation as an error of the connection callback.)
+            writer.close()
+        finally:
+            self._tasks.discard(task)
+
+    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self._active >= self.max_connections:
-            log.warning("response from %s refused: %d connections open", peer, self._active)
+        source = str(peer[0]) if peer else "?"
+        admitted, evicted = self._limiter.admit(source, writer)
+        if evicted is not None:
+            self._flood_warning("evicted (too many connections still sending a frame)", source)
+            self._evict(evicted)
+        if not admitted:
+            self._flood_warning("refused (every connection slot is busy)", source)
             await self._answer(writer, {"status": "error", "reason": f"{lp.E_BUSY}: too many connections"})
             return
-        self._active += 1
         self._writers.add(writer)
         try:
-            try:
-                body = await asyncio.wait_for(self._read_body(reader), self.frame_timeout)
-                kernel_id = self._accept(body)
-            except lp.ProtocolError as e:
-                log.warning("response from %s rejected: %s", peer, e.reason)
-                await self._answer(writer, {"status": "error", "reason": e.reason}, reader)
-                return
-            except asyncio.TimeoutError:
-                log.warning("response from %s rejected: no complete frame within %.1f s", peer,
-                            self.frame_timeout)
-                await self._answer(writer, {"status": "error",
-                                            "reason": f"{lp.E_TIMEOUT}: no complete frame in time"})
-                return
-            except (OSError, asyncio.IncompleteReadError) as e:
-                log.warning("response from %s dropped: %s", peer, type(e).__name__)
-                return
-            log.info("kernel %s: launcher response accepted from %s", kernel_id, peer)
-            await self._answer(writer, {"status": "ok"})
+            await self._serve(source, reader, writer)
         finally:
-            self._active -= 1
+            self._limiter.release(writer)
             self._writers.discard(writer)
             writer.close()
 
-    async def _read_body(self, reader: asyncio.StreamReader) -> bytes:
-        length = lp.parse_frame_length(await reader.readexactly(4))
-        return await reader.readexactly(length)
+    async def _serve(self, source: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                body = await self._read_body(reader)
+            finally:
+                still_held = self._limiter.done_reading(writer)
+            if not still_held:
+                return  # evicted while its last bytes arrived: it was told "busy" and will retry
+            kernel_id = await self._accept(body)
+        except lp.ProtocolError as e:
+            log.warning("response from %s rejected: %s", source, e.reason)
+            await self._answer(writer, {"status": "error", "reason": e.reason}, reader)
+            return
+        except asyncio.TimeoutError:
+            self._flood_warning("cut off (no complete frame in time)", source)
+            await self._answer(writer, {"status": "error", "reason": f"{lp.E_TIMEOUT}: no complete frame in "
+                                        f"time (length within {self.first_byte_timeout:g} s, frame within "
+                                        f"{self.frame_timeout:g} s)"})
+            return
+        except (OSError, asyncio.IncompleteReadError) as e:
+            if self._limiter.holds(writer):  # an evicted connection was counted already
+                self._flood_warning(f"dropped ({type(e).__name__})", source)
+            return
+        except Exception as e:  # a bug must cost this one answer, never the listener
+            log.error("response from %s failed: %s", source, type(e).__name__)
+            await self._answer(writer, {"status": "error",
+                                        "reason": f"{lp.E_INTERNAL}: the gateway could not process the frame"})
+            return
+        log.info("kernel %s: launcher response accepted from %s", kernel_id, source)
+        await self._answer(writer, {"status": "ok"})
 
-    def _accept(self, body: bytes) -> str:
-        """Decrypt and check one frame; resolve the waiting future. Returns the kernel id."""
-        assert self._private_key is not None
-        kernel_id, plain = lp.decrypt_frame_body(body, self._private_key)
+    def _flood_warning(self, what: str, source: str) -> None:
+        """At most one warning per kind and ``FLOOD_LOG_INTERVAL``, however fast a flood comes."""
+        now = time.monotonic()
+        pending, last = self._flood_counts.get(what, (0, float("-inf")))
+        pending += 1
+        if now - last >= FLOOD_LOG_INTERVAL:
+            log.warning("response listener: %d connection(s) %s since the last such warning, the latest from %s",
+                        pending, what, source)
+            self._flood_counts[what] = (0, now)
+        else:
+            self._flood_counts[what] = (pending, last)
+
+    def _evict(self, writer: asyncio.StreamWriter) -> None:
+        """Tell a connection still sending its frame ``busy`` and close it; its task sees
+        the end of the stream and finishes."""
+        try:
+            writer.write(json.dumps({"status": "error", "reason": f"{lp.E_BUSY}: too many connections"}).encode()
+                         + b"\n")
+        except (OSError, RuntimeError):
+            pass
+        writer.close()
+
+    async def _read_body(self, reader: asyncio.StreamReader) -> bytes:
+        """The frame's body, the prefix due within ``first_byte_timeout`` and the whole frame
+        within ``frame_timeout`` of now (one ``wait_for`` at a time: never nested)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.frame_timeout
+        header = await asyncio.wait_for(reader.readexactly(4), self.first_byte_timeout)
+        length = frames.parse_frame_length(header)
+        return await asyncio.wait_for(reader.readexactly(length), max(0.0, deadline - loop.time()))
+
+    def _check_waiting(self, kernel_id: str) -> tuple[str, asyncio.Future[dict[str, Any]]]:
         entry = self._waiting.get(kernel_id)
         if entry is None or entry[1].done():
             if kernel_id in self._recent:
                 raise lp.ProtocolError(lp.E_DUPLICATE, f"kernel {kernel_id} already has a response")
             raise lp.ProtocolError(lp.E_UNKNOWN_KERNEL, f"no launch is waiting for kernel {kernel_id}")
-        token, fut = entry
+        return entry
+
+    async def _accept(self, body: bytes) -> str:
+        """Check and decrypt one frame; resolve the waiting future. Returns the kernel id.
+        Cheap checks first: a frame for no waiting kernel never costs an RSA operation."""
+        assert self._private_key is not None
+        envelope = frames.parse_frame_body(body)
+        kernel_id: str = envelope["kernel_id"]
+        self._check_waiting(kernel_id)
+        async with self._unwraps:
+            self._check_waiting(kernel_id)  # another frame may have won while this one queued
+            plain = await run_blocking(frames.decrypt_envelope, envelope, self._private_key)
+        token, fut = self._check_waiting(kernel_id)
         got = plain.get("launch_token")
         if not isinstance(got, str) or not hmac.compare_digest(got.encode("utf-8"), token.encode("utf-8")):
             raise lp.ProtocolError(lp.E_BAD_TOKEN, f"wrong launch token for kernel {kernel_id}")
         del self._waiting[kernel_id]
         self._remember(kernel_id)
         try:
-            lp.validate_plaintext(plain)
+            frames.validate_plaintext(plain, self.signature_schemes)
         except lp.ProtocolError as e:
             fut.set_exception(LauncherResponseError(kernel_id, e.reason))
             raise

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Optional
 
 import requests
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
+
+from yarn_gateway_launchers.launcher_protocol import SIGNATURE_SCHEMES
 
 from ..errors import GatewayError
 from ..yarn.hadoop_conf import load_hadoop_conf, rm_webapp_urls
@@ -97,6 +99,19 @@ class YarnServices(LoggingConfigurable):
         "", config=True, help="Host name launchers use to reach the listener (default: this host's FQDN)."
     )
     response_port = Int(0, config=True, help="Fixed listener port (0: a free port inside port_range).")
+    kernel_signature_schemes = List(
+        Unicode(), ["hmac-sha256"], config=True,
+        help="Jupyter message signature schemes a launcher may choose for its kernel (any of hmac-sha256, "
+        "hmac-sha384, hmac-sha512); a launch whose launcher reports another one (hmac-md5, ...) fails.",
+    )
+
+    @validate("kernel_signature_schemes")
+    def _check_signature_schemes(self, proposal: Any) -> list[str]:
+        value = list(proposal["value"])
+        if not value or any(s not in SIGNATURE_SCHEMES for s in value):
+            raise TraitError(f"YarnServices.kernel_signature_schemes must be a non-empty list of "
+                             f"{', '.join(SIGNATURE_SCHEMES)}; got {value!r}")
+        return value
     max_concurrent_submits = Int(4, config=True, help="spark-submit processes allowed at once; others queue.")
     max_queued_submits = Int(
         0, config=True,
@@ -126,6 +141,7 @@ class YarnServices(LoggingConfigurable):
                 listener = ResponseListener(
                     self.response_ip, self.port_range, self.response_port,
                     advertise_host=self.response_advertise_host or None,
+                    signature_schemes=tuple(self.kernel_signature_schemes),
                 )
                 await listener.start()
                 self._listener = listener

@@ -13,7 +13,14 @@ nothing (bounds are applied per client instead); while the event loop is busy, t
 kernel's output waits in its socket buffers and its own ZMQ send queue.
 
 The connections to the kernel are :class:`~.zmtp.ZmtpChannel` objects: ZMTP spoken on the
-event loop itself, without libzmq's I/O thread (this is the relay's hot path).
+event loop itself, without libzmq's I/O thread (this is the relay's hot path). A message
+larger than ``RelayLimits.max_message_bytes`` is never buffered: an iopub one is dropped
+and every session is told so (:meth:`KernelHub.dropped_notice`), as when output is dropped
+for a client that was away.
+
+Sessions are capped per kernel and per user (:meth:`KernelHub.admit`); at a cap, the
+session detached for the longest is evicted, and if every session is attached the new one
+is refused (:class:`SessionLimitReached`).
 """
 
 from __future__ import annotations
@@ -23,18 +30,22 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from .frames import Frame
 from .session import ClientSession, RelayLimits
 from .wire import (
     InvalidMessage,
     KernelMessage,
     Signer,
     encode_synthetic,
+    message_head,
     new_header,
     parse_kernel_message,
+    synthetic_message,
     zmq_frames,
 )
 from .zmtp import Endpoint, ZmtpChannel
@@ -50,6 +61,25 @@ PACED_MAX_BYTES = 4096
 
 class KernelNotReady(Exception):
     """The kernel did not answer within the readiness timeout (or died while starting)."""
+
+
+class SessionLimitReached(Exception):
+    """No room for another client session (the message says which cap, and what to do)."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A kernel message that was too large to relay: where it came, what it seemed to be (from
+    the unverified frames that arrived before the bound), and the size the kernel announced."""
+
+    channel: str
+    msg_type: str
+    parent: dict[str, Any]
+    size: int
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 class KernelHub:
@@ -105,10 +135,15 @@ class KernelHub:
         self.signer = Signer(key.encode() if isinstance(key, str) else bytes(key),
                              connection_info.get("signature_scheme", "hmac-sha256"))
         self._iopub_seen = asyncio.Event()
-        self._iopub = self.channel("iopub", self._on_iopub)
+        self._iopub = self.channel("iopub", self._on_iopub, on_dropped=self._on_iopub_dropped)
         await self._wait_ready(timeout, is_alive)
         for session in self.sessions.values():
-            session.open_sockets()
+            session.kernel_reconnected()
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the hub follows a kernel (it is not between a disconnect and a connect)."""
+        return self._iopub is not None
 
     def disconnect(self) -> None:
         """Close every ZMQ socket (sessions keep their websockets and buffers)."""
@@ -166,15 +201,27 @@ class KernelHub:
         return zmq_frames(self.signer, parts)
 
     def channel(self, channel: str, on_message: Callable[[KernelMessage], None],
-                identity: bytes = b"") -> ZmtpChannel:
+                identity: bytes = b"", on_dropped: Optional[Callable[[Dropped], None]] = None) -> ZmtpChannel:
         """Connect to the kernel's ``channel`` (SUB for iopub, DEALER with ``identity`` for
         the others): every kernel message is verified and handed to ``on_message``.
 
-        Messages with a bad signature or header are dropped with a log line.
+        Messages with a bad signature or header are dropped with a log line; messages larger
+        than ``limits.max_message_bytes`` are skipped unread, logged and handed to
+        ``on_dropped``.
         """
         signer = self.signer
+        limits = self.limits
 
-        def on_frames(frames: list[bytes]) -> None:
+        def on_oversize(kept: list[Frame], announced: int) -> None:
+            msg_type, parent = message_head(kept)
+            self._activity = time.time()
+            log.warning("Kernel %s: dropped an over-size %s message of %s on %s: larger than the relay's bound of %s "
+                        "(KernelRegistry.max_kernel_message_bytes)", self.kernel_id, msg_type or "(unreadable)",
+                        _size(announced), channel, _size(limits.max_message_bytes))
+            if on_dropped is not None:
+                on_dropped(Dropped(channel, msg_type, parent, announced))
+
+        def on_frames(frames: list[Frame]) -> None:
             try:
                 msg = parse_kernel_message(channel, frames, signer)
             except InvalidMessage as exc:
@@ -185,7 +232,29 @@ class KernelHub:
 
         socket_type = "SUB" if channel == "iopub" else "DEALER"
         return ZmtpChannel(self.endpoint(channel), socket_type, on_frames, identity,
-                           label=f"Kernel {self.kernel_id} ({channel})")
+                           label=f"Kernel {self.kernel_id} ({channel})", on_oversize=on_oversize,
+                           max_message_bytes=limits.max_message_bytes, max_queued_bytes=limits.send_queue_bytes,
+                           handshake_timeout=limits.handshake_timeout)
+
+    def dropped_text(self, dropped: Dropped) -> str:
+        kind = dropped.msg_type
+        what = f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind} message" if kind else "a message"
+        return (f"[yarn-gateway] Kernel {self.kernel_id}: the kernel sent {what} of {_size(dropped.size)} on "
+                f"{dropped.channel}, more than the gateway relays ({_size(self.limits.max_message_bytes)}, "
+                "KernelRegistry.max_kernel_message_bytes), so it was dropped; the kernel itself is unaffected. "
+                "Produce smaller output (write large results to a file, for instance), or ask the gateway's "
+                "administrator to raise the limit.\n")
+
+    def dropped_notice(self, dropped: Dropped) -> KernelMessage:
+        """A ``stream`` message on stderr telling a client that ``dropped`` was dropped."""
+        header = new_header("stream", self.gateway_session)
+        return synthetic_message("iopub", header, {"name": "stderr", "text": self.dropped_text(dropped)},
+                                 dropped.parent)
+
+    def _on_iopub_dropped(self, dropped: Dropped) -> None:
+        notice = self.dropped_notice(dropped)
+        for session in list(self.sessions.values()):
+            session.deliver(notice)
 
     def _on_iopub(self, msg: KernelMessage) -> None:
         self._iopub_seen.set()
@@ -208,13 +277,36 @@ class KernelHub:
     def touch(self) -> None:
         self._activity = time.time()
 
-    def session(self, session_id: str) -> ClientSession:
-        """The session named ``session_id`` (created on first use)."""
+    def session(self, session_id: str, user: str = "") -> ClientSession:
+        """The session named ``session_id`` (created on first use, for ``user``; see :meth:`admit`)."""
         session = self.sessions.get(session_id)
         if session is None or session.closed:
-            session = ClientSession(self, session_id, self.limits)
+            session = ClientSession(self, session_id, self.limits, user)
             self.sessions[session_id] = session
         return session
+
+    def admit(self, session_id: str, user: str, hubs: Iterable[KernelHub]) -> None:
+        """Make room for session ``session_id`` of ``user`` (``hubs``: every kernel's, for the
+        per-user cap), evicting the longest-detached session at a cap; raises
+        :class:`SessionLimitReached` when every session that counts is attached.
+        A session that exists already (a client coming back) is always admitted."""
+        existing = self.sessions.get(session_id)
+        if existing is not None and not existing.closed:
+            return
+        per_kernel = self.limits.max_sessions_per_kernel
+        if per_kernel > 0 and len(self.sessions) >= per_kernel and not _evict(list(self.sessions.values())):
+            raise SessionLimitReached(
+                f"Kernel {self.kernel_id} already has {len(self.sessions)} client connections, the most allowed per "
+                "kernel (KernelRegistry.max_sessions_per_kernel): close another notebook or console using this "
+                "kernel, then try again.")
+        per_user = self.limits.max_sessions_per_user
+        if per_user > 0:
+            mine = [s for hub in hubs for s in hub.sessions.values() if s.user == user and not s.closed]
+            if len(mine) >= per_user and not _evict(mine):
+                raise SessionLimitReached(
+                    f"{user} already has {len(mine)} client connections to kernels, the most allowed per user "
+                    f"(KernelRegistry.max_sessions_per_user), so kernel {self.kernel_id} cannot get another: "
+                    "close some notebooks or consoles, then try again.")
 
     def drop_session(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
@@ -222,6 +314,11 @@ class KernelHub:
             if session.conn is None:
                 log.info("Kernel %s: session %s expired", self.kernel_id, session_id)
             session.close()
+
+    @property
+    def detached_with_sockets(self) -> int:
+        """Detached sessions that still hold kernel connections (a reply is owed to them)."""
+        return sum(1 for s in self.sessions.values() if s.conn is None and s.has_sockets)
 
     @property
     def connections(self) -> int:
@@ -235,3 +332,16 @@ class KernelHub:
             if session.conn is not None:
                 data, binary = encode_synthetic("iopub", header, {"execution_state": state}, session.conn.protocol)
                 session.conn.send(data, binary)
+
+
+def _evict(sessions: list[ClientSession]) -> bool:
+    """Drop the session detached for the longest (its replay buffer with it); False if none is."""
+    detached = [s for s in sessions if s.conn is None]
+    if not detached:
+        return False
+    oldest = min(detached, key=lambda s: s.detached_at)
+    log.info("Kernel %s: session %s (detached) evicted to make room for a new client session",
+             oldest.hub.kernel_id, oldest.session_id)
+    oldest.hub.sessions.pop(oldest.session_id, None)
+    oldest.close()
+    return True

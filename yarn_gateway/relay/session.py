@@ -10,6 +10,18 @@ buffer (or a slow client's write backlog) exceeds its bound, iopub messages are 
 counted, and the client is told so with a ``stream`` message on stderr, followed by the
 kernel's latest status so a notebook is never left "busy" forever. Replies on shell,
 control and stdin are never dropped.
+
+A detached session holds no connections to the kernel once no reply is owed to it (every
+request it sent on shell and control has been answered): output keeps reaching its buffer
+through the hub's iopub subscription, and its sockets are opened again (with a new routing
+identity) when a websocket re-attaches. While a reply is owed, the sockets stay, so that
+reply is replayed too; but not for a request that will never be answered (a message type
+the kernel does not know): once the kernel has been idle at two checks
+:data:`OWED_CHECK_INTERVAL` apart, the session stops waiting.
+
+A kernel message larger than ``max_message_bytes`` is never buffered (:mod:`.frames`): a
+reply of that size is answered to the client with an error reply and a notice, an iopub
+message with a notice to every session (see :meth:`.hub.KernelHub.dropped_notice`).
 """
 
 from __future__ import annotations
@@ -18,24 +30,31 @@ import asyncio
 import collections
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+from .frames import Frame
 from .wire import (
     CLIENT_CHANNELS,
     InvalidMessage,
     KernelMessage,
     encode_synthetic,
+    flat_dict,
     new_header,
+    synthetic_message,
     zmq_frames,
 )
-from .zmtp import ChannelClosed, ZmtpChannel
+from .zmtp import HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES, ChannelClosed, ZmtpChannel
 
 if TYPE_CHECKING:
-    from .hub import KernelHub
+    from .hub import Dropped, KernelHub
 
 log = logging.getLogger(__name__)
+
+#: Seconds between checks whether a detached session still waits for a reply (see above).
+OWED_CHECK_INTERVAL = 5.0
 
 
 @dataclass
@@ -47,6 +66,15 @@ class RelayLimits:
     client_backlog_bytes: int = 64 * 1024 * 1024
     session_expiry: float = 600.0
     output_batch_interval: float = 0.002
+    #: Largest message taken from a kernel (its frames together).
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    #: Bytes of client messages kept per kernel channel while the kernel takes none.
+    send_queue_bytes: int = MAX_QUEUED_BYTES
+    #: Seconds a kernel's socket gets to complete the ZMTP handshake (connecting included).
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    #: Client sessions (distinct session_ids) per kernel, and per user over all kernels (0: no cap).
+    max_sessions_per_kernel: int = 16
+    max_sessions_per_user: int = 64
 
 
 class ClientConnection(Protocol):
@@ -71,7 +99,7 @@ class _Gap:
 
     __slots__ = ("count", "parent")
 
-    def __init__(self, parent: bytes) -> None:
+    def __init__(self, parent: Frame) -> None:
         self.count = 0
         self.parent = parent
 
@@ -79,22 +107,30 @@ class _Gap:
 class ClientSession:
     """See the module docstring. Created and owned by :class:`~.hub.KernelHub`."""
 
-    def __init__(self, hub: KernelHub, session_id: str, limits: RelayLimits) -> None:
+    def __init__(self, hub: KernelHub, session_id: str, limits: RelayLimits, user: str = "") -> None:
         self.hub = hub
         self.session_id = session_id
         self.limits = limits
+        #: Who opened it (sessions are capped per user).
+        self.user = user
         self.conn: Optional[ClientConnection] = None
+        #: When its websocket went away (monotonic; the oldest detached session is evicted first).
+        self.detached_at = time.monotonic()
         self._sockets: dict[str, ZmtpChannel] = {}
         # Messages kept for replay, in order; a _Gap stands where output was dropped.
         self._buffer: collections.deque[KernelMessage | _Gap] = collections.deque()
         self._buffer_bytes = 0
         self._lost = 0
-        self._lost_parent: bytes = b"{}"
+        self._lost_parent: Frame = b"{}"
+        self._owed = 0  # requests sent on shell and control not answered yet
         self._last_status: Optional[KernelMessage] = None
         self._expiry: Optional[asyncio.TimerHandle] = None
         self._drain_check: Optional[asyncio.TimerHandle] = None
+        self._owed_check: Optional[asyncio.TimerHandle] = None
+        self._idle_seen = False
         self.closed = False
-        self.open_sockets()
+        if hub.is_connected:
+            self.open_sockets()
 
     # -- ZMQ side ---------------------------------------------------------------------
     def open_sockets(self) -> None:
@@ -104,12 +140,77 @@ class ClientSession:
         for channel in ("shell", "control", "stdin"):
             # shell and stdin share one identity so the kernel routes input_request here.
             own = identity if channel != "control" else identity + b"-c"
-            self._sockets[channel] = self.hub.channel(channel, self.deliver, own)
+            self._sockets[channel] = self.hub.channel(channel, self._from_kernel, own, self._reply_dropped)
 
     def close_sockets(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
+
+    @property
+    def has_sockets(self) -> bool:
+        """Whether it holds connections to the kernel (a detached one owed nothing holds none)."""
+        return bool(self._sockets)
+
+    def kernel_reconnected(self) -> None:
+        """The hub connected to a (re)started kernel: nothing is owed by the old one."""
+        self._owed = 0
+        if self.conn is not None:
+            self.open_sockets()
+        else:
+            self.close_sockets()
+
+    def _from_kernel(self, msg: KernelMessage) -> None:
+        self._answered(msg.channel)
+        self.deliver(msg)
+
+    def _answered(self, channel: str) -> None:
+        if channel != "stdin" and self._owed:
+            self._owed -= 1
+            if not self._owed and self.conn is None:
+                asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        """A detached session owed nothing: give its kernel connections back until it re-attaches."""
+        if self.conn is not None or not self._sockets or self.closed:
+            return
+        if not self._owed:
+            self.close_sockets()
+            log.debug("Kernel %s: session %s released its kernel connections while detached",
+                      self.hub.kernel_id, self.session_id)
+        elif self._owed_check is None:
+            self._idle_seen = False
+            self._owed_check = asyncio.get_running_loop().call_later(OWED_CHECK_INTERVAL, self._check_owed)
+
+    def _check_owed(self) -> None:
+        """While detached and owed replies: stop waiting once the kernel is idle at two checks in a
+        row (every request it was handling has been answered by then: those left never will be)."""
+        self._owed_check = None
+        if self.conn is not None or not self._sockets or self.closed or not self._owed:
+            return
+        if self.hub.execution_state == "idle":
+            if self._idle_seen:
+                log.info("Kernel %s: session %s (detached) stops waiting for %d unanswered request(s)",
+                         self.hub.kernel_id, self.session_id, self._owed)
+                self._owed = 0
+                self._release()
+                return
+            self._idle_seen = True
+        else:
+            self._idle_seen = False
+        self._owed_check = asyncio.get_running_loop().call_later(OWED_CHECK_INTERVAL, self._check_owed)
+
+    def _reply_dropped(self, dropped: Dropped) -> None:
+        """A message too large to relay came on one of this session's channels."""
+        self._answered(dropped.channel)
+        notice = self.hub.dropped_notice(dropped)
+        self.deliver(notice)
+        if dropped.msg_type.endswith("_reply"):
+            # The client waits for this reply: answer it, with the reason.
+            content: dict[str, Any] = {"status": "error", "ename": "MessageTooLarge",
+                                       "evalue": self.hub.dropped_text(dropped), "traceback": []}
+            header = new_header(dropped.msg_type, self.hub.gateway_session)
+            self.deliver(synthetic_message(dropped.channel, header, content, dropped.parent))
 
     def send_to_kernel(self, channel: str, frames: list[bytes]) -> None:
         """Sign and send a validated client message on ``channel``."""
@@ -123,6 +224,18 @@ class ClientSession:
             sock.send(zmq_frames(self.hub.signer, frames))  # KernelNotTaking: the handler closes the client
         except ChannelClosed as exc:
             log.warning("Kernel %s: sending on %s failed: %s", self.hub.kernel_id, channel, exc)
+            return
+        if channel != "stdin":  # every request on shell and control is answered
+            self._owed += 1
+
+    def refuse(self, conn: ClientConnection, reason: str, header: Optional[dict[str, Any]] = None) -> None:
+        """Tell the client that one of its messages was refused (its connection stays)."""
+        text = (f"[yarn-gateway] Kernel {self.hub.kernel_id}: a message from this client was refused ({reason}); "
+                "it did not reach the kernel. Send it in a form the gateway can read; this connection stays open.\n")
+        msg = synthetic_message("iopub", new_header("stream", self.hub.gateway_session),
+                                {"name": "stderr", "text": text}, flat_dict(header or {}))
+        data, binary = msg.encode(conn.protocol)
+        conn.send(data, binary)
 
     # -- client side --------------------------------------------------------------------
     def deliver(self, msg: KernelMessage) -> None:
@@ -197,6 +310,8 @@ class ClientSession:
         if old is not None and old is not conn:
             old.close(4409, "replaced by a new connection with the same session_id")
         self.conn = conn
+        if not self._sockets and self.hub.is_connected:
+            self.open_sockets()  # released while it was away
         replayed = lost = 0
         while self._buffer:
             item = self._buffer.popleft()
@@ -222,15 +337,15 @@ class ClientSession:
             data, binary = self._last_status.encode(conn.protocol)
             conn.send(data, binary)
 
-    def _send_loss_notice(self, conn: ClientConnection, lost: int, parent_raw: bytes) -> None:
+    def _send_loss_notice(self, conn: ClientConnection, lost: int, parent_raw: Frame) -> None:
         text = (
             f"[yarn-gateway] {lost} output message(s) from this kernel were lost because this client "
             "was disconnected or could not keep up; the kernel itself is unaffected.\n"
         )
         header = new_header("stream", self.hub.gateway_session)
         try:
-            parent = json.loads(parent_raw)
-        except ValueError:
+            parent = flat_dict(json.loads(parent_raw))
+        except (ValueError, RecursionError, AttributeError):
             parent = {}
         data, binary = encode_synthetic("iopub", header, {"name": "stderr", "text": text}, conn.protocol, parent)
         conn.send(data, binary)
@@ -240,13 +355,16 @@ class ClientSession:
         if self.conn is not conn:
             return
         self.conn = None
+        self.detached_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(self.limits.session_expiry, self.hub.drop_session, self.session_id)
+        self._release()
 
     def close(self) -> None:
         self.closed = True
-        if self._drain_check is not None:
-            self._drain_check.cancel()
+        for timer in (self._drain_check, self._owed_check):
+            if timer is not None:
+                timer.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
         self.close_sockets()

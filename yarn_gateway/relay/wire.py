@@ -17,6 +17,16 @@ Client side (websocket):
 Kernel-to-client messages are assembled from the raw JSON frames without decoding the
 content, so a 20 MB stream costs one concatenation. Only the header is parsed (to learn
 msg_id and msg_type); a status message's content is parsed to learn the state.
+
+Client-to-kernel messages in the v1 protocol are read the same way: the header is parsed
+and checked, the other parts only when they are small (:data:`PARSE_MAX`; a larger one is
+only checked to be a JSON object's braces, the kernel reads it anyway) and passed on as
+they came. The legacy protocol puts everything in one JSON document, which has to be
+parsed and its parts serialised again.
+
+JSON nested deeper than Python's recursion limit lets it parse, from either side, is
+refused with a clear reason (:class:`MessageRefused` for a client: it keeps its
+connection), never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -26,18 +36,34 @@ import hmac
 import json
 import struct
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
+
+from .frames import Frame
 
 DELIM = b"<IDS|MSG>"
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CLIENT_CHANNELS = frozenset({"shell", "control", "stdin"})
 ALL_CHANNELS = CLIENT_CHANNELS | {"iopub"}
+#: Parts of a v1 client message up to this size are parsed to check them; larger ones are
+#: passed on unparsed (only the header is always parsed).
+PARSE_MAX = 64 * 1024
+_TOO_DEEP = "its JSON is nested too deeply for the gateway to read"
 
 
 class InvalidMessage(ValueError):
     """A message from a client (or kernel) that is not a valid Jupyter message."""
+
+
+class MessageRefused(InvalidMessage):
+    """A client message the gateway refuses without closing the connection (e.g. JSON nested
+    too deeply to read). ``header``: the message's header, when it could be read."""
+
+    def __init__(self, reason: str, header: Optional[dict[str, Any]] = None) -> None:
+        super().__init__(reason)
+        self.header = header
 
 
 class Signer:
@@ -54,7 +80,7 @@ class Signer:
         # Keyed once; each message copies it (a copy skips hashing the padded key again).
         self._template = hmac.new(key, digestmod=digest) if key else None
 
-    def sign(self, parts: list[bytes]) -> bytes:
+    def sign(self, parts: Sequence[Frame]) -> bytes:
         if self._template is None:
             return b""
         h = self._template.copy()
@@ -62,7 +88,7 @@ class Signer:
             h.update(p)
         return h.hexdigest().encode("ascii")
 
-    def verify(self, signature: bytes, parts: list[bytes]) -> bool:
+    def verify(self, signature: Frame, parts: Sequence[Frame]) -> bool:
         if self._template is None:
             return True
         return hmac.compare_digest(signature, self.sign(parts))
@@ -73,7 +99,7 @@ class KernelMessage:
     """One message from the kernel, kept as raw frames; encodings are cached per protocol."""
 
     channel: str
-    frames: list[bytes]  # header, parent_header, metadata, content, *buffers
+    frames: list[Frame]  # header, parent_header, metadata, content, *buffers
     msg_id: str
     msg_type: str
     #: Nobody waits on it (a "busy" status, an execute_input echo): a client may get it a
@@ -92,14 +118,14 @@ class KernelMessage:
             return None
         try:
             state = json.loads(self.frames[3]).get("execution_state")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return None
         return state if isinstance(state, str) else None
 
     def parent_msg_type(self) -> Optional[str]:
         try:
             value = json.loads(self.frames[1]).get("msg_type")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return None
         return value if isinstance(value, str) else None
 
@@ -114,7 +140,7 @@ class KernelMessage:
         return self._legacy
 
 
-def split_zmq(frames: list[bytes]) -> tuple[list[bytes], bytes, list[bytes]]:
+def split_zmq(frames: list[Frame]) -> tuple[list[Frame], Frame, list[Frame]]:
     """Split a raw ZMQ message into (identities, signature, message frames)."""
     try:
         i = frames.index(DELIM)
@@ -126,7 +152,7 @@ def split_zmq(frames: list[bytes]) -> tuple[list[bytes], bytes, list[bytes]]:
     return frames[:i], rest[0], rest[1:]
 
 
-def parse_kernel_message(channel: str, frames: list[bytes], signer: Signer) -> KernelMessage:
+def parse_kernel_message(channel: str, frames: list[Frame], signer: Signer) -> KernelMessage:
     """Check the signature of a raw kernel message and wrap it without decoding the content."""
     _idents, signature, parts = split_zmq(frames)
     if not signer.verify(signature, parts[:4]):
@@ -134,9 +160,53 @@ def parse_kernel_message(channel: str, frames: list[bytes], signer: Signer) -> K
     try:
         header = json.loads(parts[0])
         msg_id, msg_type = header["msg_id"], header["msg_type"]
+    except RecursionError:
+        raise InvalidMessage(f"invalid header: {_TOO_DEEP}") from None
     except (ValueError, KeyError, TypeError):
         raise InvalidMessage("invalid header") from None
     return KernelMessage(channel, parts, str(msg_id), str(msg_type))
+
+
+def message_head(frames: Sequence[Frame]) -> tuple[str, dict[str, Any]]:
+    """The msg_type and parent header of a kernel message, from the frames of it that arrived
+    (e.g. before it passed the size bound), as far as they can be read; ``("", {})`` if not.
+
+    Unverified (the signature covers the parts that did not arrive): for telling a client
+    what was dropped, never for routing.
+    """
+    try:
+        i = list(frames).index(DELIM)
+    except ValueError:
+        return "", {}
+    msg_type = ""
+    if len(frames) > i + 2 and len(frames[i + 2]) <= PARSE_MAX:
+        header = _loads_dict(frames[i + 2])
+        value = header.get("msg_type")
+        if isinstance(value, str) and value.isidentifier() and len(value) <= 64:
+            msg_type = value
+    parent = flat_header(frames[i + 3]) if len(frames) > i + 3 else {}
+    return msg_type, parent
+
+
+def flat_header(raw: Frame) -> dict[str, Any]:
+    """A header (e.g. a parent header to quote) with only its plain values, so that quoting it
+    can never nest; ``{}`` when it cannot be read."""
+    if len(raw) > PARSE_MAX:
+        return {}
+    return flat_dict(_loads_dict(raw))
+
+
+def flat_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` without its nested (or otherwise unusual) values."""
+    return {k: v for k, v in value.items() if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _loads_dict(raw: Frame) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 _CHANNEL_TAIL = {c: b',"buffers":[],"channel":"' + c.encode() + b'"}' for c in ALL_CHANNELS}
@@ -149,7 +219,7 @@ def _json_str(value: str) -> bytes:
     return json.dumps(value).encode()
 
 
-def encode_legacy(channel: str, frames: list[bytes], msg_id: str, msg_type: str) -> tuple[bytes, bool]:
+def encode_legacy(channel: str, frames: Sequence[Frame], msg_id: str, msg_type: str) -> tuple[bytes, bool]:
     """Splice raw JSON frames into one legacy-protocol message."""
     body = b"".join(
         (
@@ -179,7 +249,7 @@ def encode_legacy(channel: str, frames: list[bytes], msg_id: str, msg_type: str)
     return b"".join([head, *parts]), True
 
 
-def encode_v1(channel: str, frames: list[bytes]) -> bytes:
+def encode_v1(channel: str, frames: Sequence[Frame]) -> bytes:
     """Encode frames in the v1.kernel.websocket.jupyter.org binary format."""
     chan = channel.encode()
     offsets = [8 * (1 + 1 + len(frames) + 1)]
@@ -193,9 +263,15 @@ def encode_v1(channel: str, frames: list[bytes]) -> bytes:
 def encode_synthetic(channel: str, header: dict[str, Any], content: dict[str, Any], protocol: str,
                      parent_header: Optional[dict[str, Any]] = None) -> tuple[bytes, bool]:
     """A message the gateway itself sends to a client (never to a kernel)."""
-    frames = [_dumps(header), _dumps(parent_header or {}), b"{}", _dumps(content)]
-    msg = KernelMessage(channel, frames, header["msg_id"], header["msg_type"])
-    return msg.encode(protocol)
+    return synthetic_message(channel, header, content, parent_header).encode(protocol)
+
+
+def synthetic_message(channel: str, header: dict[str, Any], content: dict[str, Any],
+                      parent_header: Optional[dict[str, Any]] = None) -> KernelMessage:
+    """A message the gateway itself originates, as a :class:`KernelMessage` (to deliver to
+    client sessions like the kernel's own: kept for replay while a client is away)."""
+    frames: list[Frame] = [_dumps(header), _dumps(parent_header or {}), b"{}", _dumps(content)]
+    return KernelMessage(channel, frames, header["msg_id"], header["msg_type"])
 
 
 def new_header(msg_type: str, session: str) -> dict[str, Any]:
@@ -240,7 +316,8 @@ def _check_channel(channel: Any) -> str:
 def decode_client_message(payload: bytes | str, protocol: str) -> tuple[str, list[bytes]]:
     """Validate a client's websocket message; return (channel, frames) ready to sign.
 
-    Raises :class:`InvalidMessage` with a reason a client developer can act on.
+    Raises :class:`InvalidMessage` with a reason a client developer can act on
+    (:class:`MessageRefused` for one the client may follow with valid messages).
     """
     if protocol == V1_PROTOCOL:
         if isinstance(payload, str):
@@ -248,20 +325,14 @@ def decode_client_message(payload: bytes | str, protocol: str) -> tuple[str, lis
         channel, frames = _decode_v1(payload)
         if len(frames) < 4:
             raise InvalidMessage("a message needs header, parent_header, metadata and content")
-        try:
-            _check_header(json.loads(frames[0]))
-            for i, name in ((1, "parent_header"), (2, "metadata"), (3, "content")):
-                _as_dict(json.loads(frames[i]), name)
-        except ValueError:
-            raise InvalidMessage("message parts must be JSON") from None
+        header = _check_header(_loads(frames[0], "header"))
+        for i, name in ((1, "parent_header"), (2, "metadata"), (3, "content")):
+            _check_object(frames[i], name, header)
         return _check_channel(channel), frames
     if isinstance(payload, bytes):
         msg, buffers = _decode_legacy_binary(payload)
     else:
-        try:
-            msg = json.loads(payload)
-        except ValueError:
-            raise InvalidMessage("message is not JSON") from None
+        msg = _loads(payload, "message")
         buffers = []
     if not isinstance(msg, dict):
         raise InvalidMessage("message must be a JSON object")
@@ -274,9 +345,35 @@ def decode_client_message(payload: bytes | str, protocol: str) -> tuple[str, lis
             _dumps(_as_dict(msg.get("metadata"), "metadata")),
             _dumps(_as_dict(msg.get("content"), "content")),
         ]
+    except RecursionError:
+        raise MessageRefused(_TOO_DEEP, header) from None
     except ValueError:
         raise InvalidMessage("message contains values JSON cannot carry") from None
     return channel, frames + buffers
+
+
+def _loads(raw: str | bytes, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise MessageRefused(_TOO_DEEP) from None
+    except ValueError:
+        raise InvalidMessage(f"{name} is not JSON" if name != "message" else "message is not JSON") from None
+
+
+def _check_object(raw: bytes, name: str, header: dict[str, Any]) -> None:
+    """That a v1 part is a JSON object: parsed when small, else only its braces are checked."""
+    if len(raw) > PARSE_MAX:
+        if raw.lstrip()[:1] != b"{" or raw.rstrip()[-1:] != b"}":
+            raise InvalidMessage(f"{name} must be a JSON object")
+        return
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise MessageRefused(_TOO_DEEP, header) from None
+    except ValueError:
+        raise InvalidMessage("message parts must be JSON") from None
+    _as_dict(value, name)
 
 
 def _decode_v1(payload: bytes) -> tuple[str, list[bytes]]:
@@ -309,11 +406,7 @@ def _decode_legacy_binary(payload: bytes) -> tuple[Any, list[bytes]]:
     if offsets != sorted(offsets) or offsets[0] != 4 * (nbufs + 1):
         raise InvalidMessage("bad binary offsets")
     parts = [payload[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    try:
-        msg = json.loads(parts[0])
-    except ValueError:
-        raise InvalidMessage("message is not JSON") from None
-    return msg, [bytes(p) for p in parts[1:]]
+    return _loads(parts[0], "message"), [bytes(p) for p in parts[1:]]
 
 
 def zmq_frames(signer: Signer, frames: list[bytes]) -> list[bytes]:

@@ -15,13 +15,19 @@ kernel's key above this layer), READY with our socket type and routing identity,
 framed multipart messages (READY is accepted without the command flag too, as libzmq 4.0
 and the JeroMQ in Apache Toree send it). A SUB channel subscribes to everything with a subscription
 message, as ZMTP 3.0 defines it. PING is answered with PONG; other commands are ignored.
-A peer that speaks anything else (another mechanism, a socket type that does not match)
-is refused with a warning.
+A peer that speaks anything else (another mechanism, a socket type that does not match),
+or does not finish the handshake within ``handshake_timeout`` seconds, is refused with a
+warning and tried again slowly.
+
+Everything the peer says is bounded before it is buffered (:mod:`.frames`): a message
+larger than ``max_message_bytes`` is skipped as it arrives and reported to
+``on_oversize``; a PING is answered only while the peer takes what we write (a peer that
+never reads cannot make PONGs pile up).
 
 Like a connecting libzmq socket, a channel connects in the background, reconnects when
-the connection drops, and keeps what is sent meanwhile in a bounded queue
-(:data:`MAX_QUEUED`); past that bound the kernel counts as not taking messages
-(:class:`KernelNotTaking`). Sends never block the loop.
+the connection drops, and keeps what is sent meanwhile in a queue bounded in bytes
+(``max_queued_bytes``) and messages (:data:`MAX_QUEUED`); past either bound the kernel
+counts as not taking messages (:class:`KernelNotTaking`). Sends never block the loop.
 """
 
 from __future__ import annotations
@@ -29,24 +35,30 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .batch import batch
+from .frames import COMMAND, MORE, Frame, FrameReader, ProtocolError
 
 log = logging.getLogger(__name__)
 
 #: Messages waiting for a kernel that takes none (while unconnected or its socket is full).
 MAX_QUEUED = 10_000
+#: Defaults of the bounds (the gateway passes its configured ones).
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+#: A PING's context is at most 16 bytes (ZMTP 3.1); a PONG echoes no more.
+_PING_CONTEXT_MAX = 16
 #: Seconds between connection attempts (libzmq's default), then the slower interval after
 #: :data:`RECONNECT_FAST_TRIES` failures in a row.
 RECONNECT_INTERVAL = 0.1
 RECONNECT_SLOW_INTERVAL = 1.0
 RECONNECT_FAST_TRIES = 50
 
-_MORE = 0x01
 _LONG = 0x02
-_COMMAND = 0x04
 _SIGNATURE = b"\xff" + bytes(8) + b"\x7f"
 _VERSION_END = 11  # signature and major version
 #: signature, version 3.0, mechanism NULL, as-server 0, filler.
@@ -61,10 +73,6 @@ class KernelNotTaking(Exception):
 
 class ChannelClosed(Exception):
     """A send on a channel that was closed."""
-
-
-class ProtocolError(Exception):
-    """The peer does not speak ZMTP 3 with the NULL mechanism as we expect."""
 
 
 @dataclass(frozen=True)
@@ -87,19 +95,19 @@ def _frame_header(flags: int, size: int) -> bytes:
     return bytes((flags | _LONG,)) + size.to_bytes(8, "big")
 
 
-def encode_message(frames: list[bytes]) -> bytes:
+def encode_message(frames: Sequence[Frame]) -> bytes:
     """One multipart message as ZMTP frames."""
-    parts: list[bytes] = []
+    parts: list[Frame] = []
     last = len(frames) - 1
     for i, frame in enumerate(frames):
-        parts.append(_frame_header(_MORE if i < last else 0, len(frame)))
+        parts.append(_frame_header(MORE if i < last else 0, len(frame)))
         parts.append(frame)
     return b"".join(parts)
 
 
 def encode_command(name: bytes, body: bytes = b"") -> bytes:
     data = bytes((len(name),)) + name + body
-    return _frame_header(_COMMAND, len(data)) + data
+    return _frame_header(COMMAND, len(data)) + data
 
 
 def encode_properties(props: dict[bytes, bytes]) -> bytes:
@@ -124,35 +132,45 @@ def decode_properties(data: bytes) -> dict[bytes, bytes]:
     return props
 
 
-class ZmtpChannel(asyncio.Protocol):
+class ZmtpChannel(asyncio.BufferedProtocol):
     """A DEALER or SUB connection to one kernel channel; see the module docstring.
 
-    ``on_message`` receives every multipart message (a list of frames) in order, inside
-    a :func:`~.batch.batch` per read.
+    ``on_message`` receives every multipart message (a list of frames, ``bytearray``
+    objects cut from the read buffer or received into their own) in order, inside a
+    :func:`~.batch.batch` per read. ``on_oversize(kept, announced)`` is told of every
+    message larger than ``max_message_bytes``, with the frames that came before the bound
+    was passed and the size the peer announced; the message itself is never buffered.
     """
 
-    def __init__(self, endpoint: Endpoint, socket_type: str, on_message: Callable[[list[bytes]], None],
-                 identity: bytes = b"", label: str = "") -> None:
+    def __init__(self, endpoint: Endpoint, socket_type: str, on_message: Callable[[list[Frame]], None],
+                 identity: bytes = b"", label: str = "", *,
+                 on_oversize: Optional[Callable[[list[Frame], int], None]] = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES, max_queued_bytes: int = MAX_QUEUED_BYTES,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
         if socket_type not in _PEERS:
             raise ValueError(f"unsupported socket type {socket_type}")
         self.endpoint = endpoint
         self.socket_type = socket_type
         self.on_message = on_message
+        self.on_oversize = on_oversize
         self.identity = identity
         self.label = label or str(endpoint)
+        self.max_message_bytes = max_message_bytes
+        self.max_queued_bytes = max_queued_bytes
+        self.handshake_timeout = handshake_timeout
         self._loop = asyncio.get_running_loop()
         self._transport: Optional[asyncio.Transport] = None
         self._ready = False  # handshake done: messages may flow
-        self._greeted = False  # the peer's greeting has been read
         self._sent_greeting = 0  # 0: our signature sent, 1: and the major version, 2: all of it
+        self._greeting_in = bytearray(len(GREETING))  # the peer's greeting, as far as it came
+        self._greeting_len = 0
+        self._reader: Optional[FrameReader] = None  # once the peer's greeting is here
         self._can_write = True
         self._queue: collections.deque[bytes] = collections.deque()
-        self._pending: list[bytes] = []  # received bytes that do not yet make a whole frame
-        self._pending_len = 0
-        self._need = 0
-        self._frames: list[bytes] = []  # frames of a message not yet complete
+        self._queued_bytes = 0
         self._retry_timer: Optional[asyncio.TimerHandle] = None
         self._pace_timer: Optional[asyncio.TimerHandle] = None
+        self._handshake_timer: Optional[asyncio.TimerHandle] = None
         self._failures = 0
         self._warned = False
         self._connecting: Optional[asyncio.Task[None]] = None
@@ -161,6 +179,16 @@ class ZmtpChannel(asyncio.Protocol):
         self.pace = 0.0
         self.closed = False
         self._connect()
+
+    @property
+    def on_message(self) -> Callable[[list[Frame]], None]:
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, callback: Callable[[list[Frame]], None]) -> None:
+        self._on_message = callback
+        if getattr(self, "_reader", None) is not None:
+            self._reader.on_message = callback  # type: ignore[union-attr]
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self) -> None:
@@ -172,12 +200,13 @@ class ZmtpChannel(asyncio.Protocol):
         ep = self.endpoint
         try:
             if ep.transport == "ipc":
-                await self._loop.create_unix_connection(lambda: self, ep.host)
+                opening = self._loop.create_unix_connection(lambda: self, ep.host)
             else:
-                await self._loop.create_connection(lambda: self, ep.host, ep.port)
-        except OSError as exc:
+                opening = self._loop.create_connection(lambda: self, ep.host, ep.port)
+            await asyncio.wait_for(opening, self.handshake_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
             self._failures += 1
-            log.debug("%s: cannot connect to %s yet: %s", self.label, ep, exc)
+            log.debug("%s: cannot connect to %s yet: %s", self.label, ep, exc or "timed out")
             self._retry()
         finally:
             self._connecting = None
@@ -194,10 +223,13 @@ class ZmtpChannel(asyncio.Protocol):
             transport.abort()
             return
         self._transport = transport
-        self._greeted = self._ready = False
+        self._ready = False
+        self._reader = None
+        self._greeting_len = 0
         self._sent_greeting = 0
         self._can_write = True
-        self._pending, self._pending_len, self._need, self._frames = [], 0, 0, []
+        # A peer that connects and then says nothing (or not enough) is not waited for.
+        self._handshake_timer = self._loop.call_later(self.handshake_timeout, self._handshake_expired)
         # The greeting goes out in steps, as libzmq sends it: the signature first, the major
         # version once the peer's signature is here, the rest once its major version is,
         # READY once its whole greeting has arrived.
@@ -207,10 +239,12 @@ class ZmtpChannel(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._transport = None
+        self._reader = None
         was_ready, self._ready = self._ready, False
-        if self._pace_timer is not None:
-            self._pace_timer.cancel()
-            self._pace_timer = None
+        for timer in (self._pace_timer, self._handshake_timer):
+            if timer is not None:
+                timer.cancel()
+        self._pace_timer = self._handshake_timer = None
         if self.closed:
             return
         self._failures += 1
@@ -221,6 +255,11 @@ class ZmtpChannel(asyncio.Protocol):
             log.debug("%s: connection to %s lost: %s", self.label, self.endpoint, exc or "closed by the kernel")
         self._retry()
 
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        if not self._ready and not self.closed:
+            self._refuse(f"it did not complete the ZMTP handshake within {self.handshake_timeout:g} s")
+
     def _refuse(self, why: str, slow: bool = True) -> None:
         """Drop a connection to a peer we cannot talk to (``slow``: try again only slowly)."""
         level = logging.DEBUG if self._warned else logging.WARNING
@@ -228,6 +267,8 @@ class ZmtpChannel(asyncio.Protocol):
         log.log(level, "%s: the %s socket at %s does not speak ZMTP 3 as a Jupyter kernel does: %s",
                 self.label, self.socket_type.lower(), self.endpoint, why)
         self._ready = False
+        if self._reader is not None:
+            self._reader.halt()
         if slow:
             self._failures = max(self._failures, RECONNECT_FAST_TRIES)
         if self._transport is not None:
@@ -239,27 +280,32 @@ class ZmtpChannel(asyncio.Protocol):
             raise ProtocolError(f"its socket type is {peer.decode(errors='replace') or 'missing'}")
         self._ready = True
         self._failures = 0
-        assert self._transport is not None
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        assert self._transport is not None and self._reader is not None
+        self._reader.commands_only = False
         if self.socket_type == "SUB":
             self._transport.write(encode_message([b"\x01"]))  # subscribe to every topic
         self._flush_queue()
 
     # -- receiving ----------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        if self._pending:
-            self._pending.append(data)
-            self._pending_len += len(data)
-            if self._pending_len < self._need:
-                return
-            data = b"".join(self._pending)
-            self._pending, self._pending_len = [], 0
+    def get_buffer(self, sizehint: int) -> memoryview:
+        reader = self._reader
+        if reader is not None:
+            return reader.get_buffer()
+        # The greeting: never read past it (what follows belongs to the frame reader).
+        return memoryview(self._greeting_in)[self._greeting_len:]
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            if not self._greeted:
-                data = self._greeting(data)
-                if not self._greeted:
-                    return
+            reader = self._reader
+            if reader is None:
+                self._greeting_len += nbytes
+                self._greeting()
+                return
             with batch():
-                self._parse(data)
+                reader.buffer_updated(nbytes)
         except ProtocolError as exc:
             self._refuse(str(exc))
             return
@@ -272,85 +318,45 @@ class ZmtpChannel(asyncio.Protocol):
         if self._transport is not None and not self.closed:
             self._transport.resume_reading()
 
-    def _keep(self, data: bytes, need: int) -> None:
-        self._pending = [data]
-        self._pending_len = len(data)
-        self._need = need
-
-    def _greeting(self, data: bytes) -> bytes:
-        """Take the peer's greeting from ``data`` as far as it goes; return what follows it."""
+    def _greeting(self) -> None:
+        """Take the peer's greeting as far as it has come, answering it step by step."""
         assert self._transport is not None
-        if data[0] != 0xFF or (len(data) >= 10 and not data[9] & 1):
+        data, n = self._greeting_in, self._greeting_len
+        if data[0] != 0xFF or (n >= 10 and not data[9] & 1):
             raise ProtocolError("no ZMTP greeting")
-        if len(data) < 10:
-            self._keep(data, 10)
-            return b""
+        if n < 10:
+            return
         if self._sent_greeting == 0:  # its signature is here: our major version
             self._transport.write(GREETING[10:_VERSION_END])
             self._sent_greeting = 1
-        if len(data) < _VERSION_END:
-            self._keep(data, _VERSION_END)
-            return b""
+        if n < _VERSION_END:
+            return
         if data[10] < 3:
             raise ProtocolError(f"it speaks ZMTP version {data[10]}, older than 3.0")
         if self._sent_greeting == 1:  # its major version is here: the rest of ours
             self._transport.write(GREETING[_VERSION_END:])
             self._sent_greeting = 2
-        if len(data) < len(GREETING):
-            self._keep(data, len(GREETING))
-            return b""
-        mechanism = data[12:32].rstrip(b"\0")
+        if n < len(GREETING):
+            return
+        mechanism = bytes(data[12:32]).rstrip(b"\0")
         if mechanism != b"NULL":
             raise ProtocolError(f"it asks for the {mechanism.decode(errors='replace')} security mechanism")
-        self._greeted = True
+        # (Messages go straight to on_message: close() and _refuse() halt the reader.)
+        self._reader = FrameReader(self.on_message, self._command, self._on_oversize, self.max_message_bytes)
         props = {b"Socket-Type": self.socket_type.encode()}
         if self.socket_type == "DEALER":
             # Always, empty or not, as libzmq sends it: the JeroMQ in Apache Toree routes no
             # replies to a peer whose READY has no Identity.
             props[b"Identity"] = self.identity
         self._transport.write(encode_command(b"READY", encode_properties(props)))
-        return data[len(GREETING):]
 
-    def _parse(self, data: bytes) -> None:
-        pos, end = 0, len(data)
-        frames = self._frames
-        on_message = self.on_message
-        while True:
-            left = end - pos
-            if left < 2:
-                need = 2
-                break
-            flags = data[pos]
-            if flags & _LONG:
-                if left < 9:
-                    need = 9
-                    break
-                start = pos + 9
-                stop = start + int.from_bytes(data[pos + 1:start], "big")
-            else:
-                start = pos + 2
-                stop = start + data[pos + 1]
-            if stop > end:
-                need = stop - pos
-                break
-            body = data[start:stop]
-            pos = stop
-            if flags & _COMMAND or not self._ready:
-                # Before READY, every frame is a handshake command: some ZMTP 3.0 peers (libzmq
-                # 4.0, the JeroMQ in Apache Toree) send READY without the command flag.
-                self._command(body)
-            elif flags & _MORE:
-                frames.append(body)
-            else:
-                frames.append(body)
-                self._frames = []
-                on_message(frames)
-                frames = self._frames
-                if self.closed or self._transport is None:  # the callback closed us
-                    return
-        self._frames = frames
-        if pos < end:
-            self._keep(data[pos:], need)
+    def _on_oversize(self, kept: list[Frame], announced: int) -> None:
+        log.debug("%s: skipped a message of %d bytes (the bound is %d)", self.label, announced,
+                  self.max_message_bytes)
+        if self.on_oversize is not None:
+            self.on_oversize(kept, announced)
+        if (self.closed or self._transport is None) and self._reader is not None:
+            self._reader.halt()
 
     def _command(self, body: bytes) -> None:
         name = body[1:1 + body[0]] if body else b""
@@ -364,16 +370,19 @@ class ZmtpChannel(asyncio.Protocol):
         elif name == b"ERROR":
             reason = rest[1:1 + rest[0]].decode(errors="replace") if rest else ""
             raise ProtocolError(f"it sent ERROR: {reason}")
-        elif name == b"PING" and self._transport is not None:
-            # PONG echoes the ping's context (after its 2-byte TTL).
-            self._transport.write(encode_command(b"PONG", rest[2:]))
+        elif name == b"PING" and self._transport is not None and self._can_write:
+            # PONG echoes the ping's context (after its 2-byte TTL). Not while the peer leaves
+            # what we wrote unread (the transport's buffer is past its high-water mark):
+            # a peer that pings and never reads must not make PONGs pile up here.
+            self._transport.write(encode_command(b"PONG", rest[2:2 + _PING_CONTEXT_MAX]))
 
     # -- sending ------------------------------------------------------------------------
-    def send(self, frames: list[bytes]) -> None:
+    def send(self, frames: Sequence[Frame]) -> None:
         """Send one multipart message without blocking.
 
-        Raises :class:`KernelNotTaking` when :data:`MAX_QUEUED` messages already wait for
-        the kernel, and :class:`ChannelClosed` after :meth:`close`.
+        Raises :class:`KernelNotTaking` when :data:`MAX_QUEUED` messages or
+        ``max_queued_bytes`` already wait for the kernel (one message is always taken into
+        an empty queue, whatever its size), and :class:`ChannelClosed` after :meth:`close`.
         """
         if self.closed:
             raise ChannelClosed(f"{self.label}: the connection to the kernel is closed")
@@ -381,10 +390,13 @@ class ZmtpChannel(asyncio.Protocol):
         if self._ready and self._can_write and not self._queue:
             assert self._transport is not None
             self._transport.write(data)
-        elif len(self._queue) >= MAX_QUEUED:
+        elif len(self._queue) >= MAX_QUEUED or (
+            self._queue and self._queued_bytes + len(data) > self.max_queued_bytes
+        ):
             raise KernelNotTaking("the kernel is not taking messages")
         else:
             self._queue.append(data)
+            self._queued_bytes += len(data)
 
     def pause_writing(self) -> None:
         self._can_write = False
@@ -396,11 +408,18 @@ class ZmtpChannel(asyncio.Protocol):
     def _flush_queue(self) -> None:
         queue, transport = self._queue, self._transport
         while queue and self._can_write and self._ready and transport is not None:
-            transport.write(queue.popleft())  # may call pause_writing
+            data = queue.popleft()
+            self._queued_bytes -= len(data)
+            transport.write(data)  # may call pause_writing
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of messages waiting for the kernel (not counting the transport's buffer)."""
+        return self._queued_bytes
 
     @property
     def connected(self) -> bool:
@@ -413,10 +432,13 @@ class ZmtpChannel(asyncio.Protocol):
             return
         self.closed = True
         self._queue.clear()
-        for timer in (self._retry_timer, self._pace_timer):
+        self._queued_bytes = 0
+        for timer in (self._retry_timer, self._pace_timer, self._handshake_timer):
             if timer is not None:
                 timer.cancel()
-        self._retry_timer = self._pace_timer = None
+        self._retry_timer = self._pace_timer = self._handshake_timer = None
+        if self._reader is not None:
+            self._reader.halt()
         if self._connecting is not None:
             self._connecting.cancel()
         if self._transport is not None:

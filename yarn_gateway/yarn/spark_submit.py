@@ -20,13 +20,13 @@ from typing import Callable, Optional
 
 APP_ID = re.compile(r"\b(application_\d+_\d+)\b")
 _SUBMITTED = re.compile(r"Submitted application (application_\d+_\d+)")
-_USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}$")
-_TAG = re.compile(r"^[\x21-\x7e]{1,100}$")
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}")
+_TAG = re.compile(r"[\x21-\x7e]{1,100}")
 
 
 def is_valid_user_name(name: str) -> bool:
     """A name that is safe as a --proxy-user value (no option, no separators)."""
-    return bool(_USER.match(name)) and name not in (".", "..")
+    return bool(_USER.fullmatch(name)) and name not in (".", "..")
 
 
 @dataclass
@@ -54,7 +54,7 @@ def build_argv(spec: SubmitSpec, properties_file: str) -> list[str]:
     if not is_valid_user_name(spec.proxy_user):
         raise ValueError(f"invalid user name {spec.proxy_user!r}")
     for tag in spec.tags:
-        if not _TAG.match(tag) or "," in tag:
+        if not _TAG.fullmatch(tag) or "," in tag:
             raise ValueError(f"invalid YARN tag {tag!r}")
     conf = {
         "spark.yarn.submit.waitAppCompletion": "false",
@@ -120,6 +120,11 @@ def _escape(text: str, is_key: bool = False) -> str:
             out.append("\\t")
         elif ch in "=: #!" and (is_key or (ch in " #!" and i == 0)):
             out.append("\\" + ch)
+        elif ord(ch) > 0xFFFF:
+            # Java's \uXXXX escapes are UTF-16 code units: a character outside the BMP is a
+            # surrogate pair (one escape of five hex digits would read as another character).
+            high, low = divmod(ord(ch) - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}")
         elif ord(ch) > 0x7E or ord(ch) < 0x20:
             out.append(f"\\u{ord(ch):04x}")
         else:

@@ -7,13 +7,13 @@ import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.Semaphore;
 import java.util.function.LongSupplier;
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
@@ -148,16 +148,132 @@ public final class ControlServer {
         }
     }
 
+    /**
+     * Caps connections in total and per source address, as launcher_protocol.ConnectionLimiter does: at
+     * a cap the oldest connection still reading its request (same source at the per-source cap, any
+     * source at the total cap) is evicted, so a flood of idle or slow-dripping connections only evicts
+     * itself and never locks out the gateway, which sends its request at once. {@link #admit} returns
+     * null when the connection is refused (every slot it could take is past reading).
+     */
+    static final class Limiter {
+        /** What {@link #admit} decided. */
+        static final class Admission {
+            final Socket evicted;
+
+            Admission(Socket evicted) {
+                this.evicted = evicted;
+            }
+        }
+
+        private static final class Entry {
+            final String source;
+            boolean reading = true;
+
+            Entry(String source) {
+                this.source = source;
+            }
+        }
+
+        private final int maxTotal;
+        private final int maxPerSource;
+        private final LinkedHashMap<Socket, Entry> conns = new LinkedHashMap<>();
+        private final Map<String, Integer> perSource = new HashMap<>();
+
+        Limiter(int maxTotal, int maxPerSource) {
+            this.maxTotal = maxTotal;
+            this.maxPerSource = maxPerSource;
+        }
+
+        synchronized Admission admit(String source, Socket conn) {
+            Socket victim = null;
+            if (perSource.getOrDefault(source, 0) >= maxPerSource) {
+                victim = oldestReading(source);
+                if (victim == null) {
+                    return null;
+                }
+            } else if (conns.size() >= maxTotal) {
+                victim = oldestReading(null);
+                if (victim == null) {
+                    return null;
+                }
+            }
+            if (victim != null) {
+                drop(victim);
+            }
+            conns.put(conn, new Entry(source));
+            perSource.merge(source, 1, Integer::sum);
+            return new Admission(victim);
+        }
+
+        /** The request is read: no longer evictable. False if it was evicted already (told "busy"). */
+        synchronized boolean doneReading(Socket conn) {
+            Entry e = conns.get(conn);
+            if (e == null) {
+                return false;
+            }
+            e.reading = false;
+            return true;
+        }
+
+        synchronized boolean holds(Socket conn) {
+            return conns.containsKey(conn);
+        }
+
+        synchronized boolean release(Socket conn) {
+            return drop(conn);
+        }
+
+        synchronized int size() {
+            return conns.size();
+        }
+
+        private Socket oldestReading(String source) {
+            for (Map.Entry<Socket, Entry> e : conns.entrySet()) {
+                if (e.getValue().reading && (source == null || source.equals(e.getValue().source))) {
+                    return e.getKey();
+                }
+            }
+            return null;
+        }
+
+        private boolean drop(Socket conn) {
+            Entry e = conns.remove(conn);
+            if (e == null) {
+                return false;
+            }
+            int left = perSource.get(e.source) - 1;
+            if (left <= 0) {
+                perSource.remove(e.source);
+            } else {
+                perSource.put(e.source, left);
+            }
+            return true;
+        }
+    }
+
+    /** Seconds a request has to arrive whole, counted from the connection (one deadline, not per read). */
+    static final long REQUEST_TIMEOUT_MS = 5000;
+    static final int MAX_HANDLERS = 16;
+    static final int MAX_PER_SOURCE = 4;
+
     private final ServerSocket socket;
     private final Verifier verifier;
     private final Actions actions;
-    private final Semaphore slots = new Semaphore(16);
+    private final Limiter limiter;
+    private final long requestTimeoutMs;
     private volatile boolean stopped;
 
     public ControlServer(ServerSocket socket, Verifier verifier, Actions actions) {
+        this(socket, verifier, actions, REQUEST_TIMEOUT_MS, MAX_HANDLERS, MAX_PER_SOURCE);
+    }
+
+    public ControlServer(ServerSocket socket, Verifier verifier, Actions actions, long requestTimeoutMs,
+                         int maxHandlers, int maxPerSource) {
         this.socket = socket;
         this.verifier = verifier;
         this.actions = actions;
+        this.requestTimeoutMs = requestTimeoutMs;
+        this.limiter = new Limiter(maxHandlers, maxPerSource);
     }
 
     public int port() {
@@ -191,7 +307,13 @@ public final class ControlServer {
                 Protocol.sleepQuietly(50);
                 continue;
             }
-            if (!slots.tryAcquire()) {
+            Limiter.Admission admission = limiter.admit(conn.getInetAddress().getHostAddress(), conn);
+            if (admission != null && admission.evicted != null) {
+                // Its handler thread is blocked reading: closing the socket wakes it.
+                answer(admission.evicted, "error", "busy: too many control connections");
+                closeQuietly(admission.evicted);
+            }
+            if (admission == null) {
                 answer(conn, "error", "busy: too many control connections");
                 closeQuietly(conn);
                 continue;
@@ -205,18 +327,34 @@ public final class ControlServer {
     private void handle(Socket conn) {
         Runnable action = null;
         String kind = "?";
+        long deadline = System.currentTimeMillis() + requestTimeoutMs;
         try {
-            conn.setSoTimeout(5000);
             Map<String, Object> req;
             try {
-                req = verifier.verify(Json.parse(Protocol.readLine(conn.getInputStream(), Protocol.MAX_LINE)));
+                String line = Protocol.readLine(conn, Protocol.MAX_LINE, deadline);
+                if (!limiter.doneReading(conn)) {
+                    return; // evicted while its last bytes arrived: it was told "busy"
+                }
+                req = verifier.verify(Json.parse(line));
             } catch (Refused e) {
                 log("control request rejected: " + e.getMessage());
                 answer(conn, "error", e.getMessage());
                 return;
+            } catch (java.net.SocketTimeoutException e) {
+                if (limiter.holds(conn)) {
+                    log("control request incomplete after " + requestTimeoutMs + " ms; connection closed");
+                }
+                answer(conn, "error", "timeout: no complete request within " + requestTimeoutMs / 1000.0 + " s");
+                return;
             } catch (IOException | IllegalArgumentException e) {
-                log("control request unreadable: " + e.getClass().getSimpleName());
-                answer(conn, "error", "bad_request: unreadable request");
+                if (limiter.holds(conn)) { // an evicted connection was told "busy" already
+                    log("control request unreadable: " + e.getClass().getSimpleName());
+                    answer(conn, "error", "bad_request: unreadable request");
+                }
+                return;
+            } catch (RuntimeException | StackOverflowError e) { // a bug costs one answer, never the port
+                log("control request failed: " + e.getClass().getSimpleName());
+                answer(conn, "error", "internal_error: the launcher could not process it");
                 return;
             }
             kind = (String) req.get("request");
@@ -227,11 +365,9 @@ public final class ControlServer {
                 action = actions::onShutdown;
             }
             answer(conn, "ok", null);
-        } catch (IOException e) {
-            log("control connection failed: " + e.getClass().getSimpleName());
         } finally {
+            limiter.release(conn);
             closeQuietly(conn);
-            slots.release();
         }
         if (action != null) {
             try {

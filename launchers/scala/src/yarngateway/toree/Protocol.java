@@ -186,10 +186,17 @@ public final class Protocol {
         }
     }
 
+    /** Answer codes that mean "not processed, send again" (launcher_protocol.RETRYABLE_CODES). */
+    static boolean isRetryable(String reason) {
+        String code = reason.split(":", 2)[0];
+        return "busy".equals(code) || "timeout".equals(code);
+    }
+
     /**
-     * Send {@code frame} to {@code host:port}; retry connection errors with jittered exponential
-     * backoff until {@code timeoutMs}. An error answer is final, except "duplicate" after an
-     * earlier attempt delivered the whole frame (its answer was lost: the gateway has it).
+     * Send {@code frame} to {@code host:port}; retry connection errors and the answers "busy" and
+     * "timeout" (the gateway did not process the frame) with jittered exponential backoff until
+     * {@code timeoutMs}. Any other error answer is final, except "duplicate" after an earlier
+     * attempt delivered the whole frame (its answer was lost: the gateway has it).
      */
     public static void sendResponse(String address, byte[] frame, long timeoutMs) throws IOException, Rejected {
         int colon = address.lastIndexOf(':');
@@ -233,7 +240,15 @@ public final class Protocol {
             if (delivered && last != null && reason.startsWith("duplicate")) {
                 return;
             }
-            throw new Rejected(reason);
+            if (!isRetryable(reason)) {
+                throw new Rejected(reason);
+            }
+            last = new Rejected(reason);
+            System.err.println("[yarn-gateway toree launcher] response to " + address + " answered "
+                    + reason.split(":", 2)[0] + "; retrying");
+            long sleep = (long) (backoff * (0.5 + RANDOM.nextDouble()));
+            sleepQuietly(Math.min(sleep, Math.max(0, deadline - System.currentTimeMillis())));
+            backoff = Math.min(backoff * 2, 5000);
         }
     }
 
@@ -243,6 +258,46 @@ public final class Protocol {
             throw new IllegalArgumentException("not a JSON object");
         }
         return (Map<String, Object>) v;
+    }
+
+    /**
+     * One UTF-8 line (without the newline) of at most {@code limit} bytes that must arrive whole by
+     * {@code deadlineMs} (System.currentTimeMillis), however the peer drips it: each read waits at
+     * most for the time left. Bytes after the newline are dropped (one request per connection).
+     */
+    public static String readLine(Socket s, int limit, long deadlineMs) throws IOException {
+        InputStream in = s.getInputStream();
+        ByteArrayOutputStream buf = new ByteArrayOutputStream();
+        byte[] chunk = new byte[1024];
+        while (true) {
+            long remaining = deadlineMs - System.currentTimeMillis();
+            if (remaining <= 0) {
+                throw new java.net.SocketTimeoutException("no complete line in time");
+            }
+            s.setSoTimeout((int) Math.min(Integer.MAX_VALUE, remaining));
+            int n = in.read(chunk);
+            if (n < 0) {
+                if (buf.size() == 0) {
+                    throw new IOException("peer closed without a line");
+                }
+                break;
+            }
+            int nl = -1;
+            for (int i = 0; i < n; i++) {
+                if (chunk[i] == '\n') {
+                    nl = i;
+                    break;
+                }
+            }
+            buf.write(chunk, 0, nl < 0 ? n : nl);
+            if (buf.size() > limit) {
+                throw new IOException("line too long");
+            }
+            if (nl >= 0) {
+                break;
+            }
+        }
+        return new String(buf.toByteArray(), StandardCharsets.UTF_8);
     }
 
     /** One UTF-8 line (without the newline), at most {@code limit} bytes. */

@@ -1,0 +1,105 @@
+"""The real R launcher (Rscript launch_IRkernel.R + its Python helper), locally without Spark:
+it gets through a flooded response listener that also answers ``busy`` first, then runs a
+cell and takes an interrupt while its control port is slow-drip flooded (issue 15, items 5
+and 9). No cluster: mode ``none`` outside a YARN container."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from helpers.floods import OTHER_HOST, BusyFront, Flood
+from helpers.r_launcher import RSCRIPT, SHIPPED, free_range, has_irkernel
+from yarn_gateway.provisioners.control_client import send_control
+from yarn_gateway.provisioners.response_listener import ResponseListener
+
+DRIP = b'{"kernel_id": "' + b"x" * 400
+
+pytestmark = pytest.mark.skipif(not has_irkernel(), reason="Rscript with IRkernel is not installed")
+
+
+async def _result(kc: AsyncKernelClient, code: str) -> list[str]:
+    results: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] in ("execute_result", "display_data"):
+            results.append(msg["content"]["data"]["text/plain"])
+        elif msg["msg_type"] == "stream":
+            results.append(msg["content"]["text"])
+
+    reply = await kc.execute_interactive(code, timeout=30, output_hook=hook)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return results
+
+
+async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> None:
+    assert RSCRIPT is not None
+    workdir = tmp_path / "container"
+    workdir.mkdir()
+    for f in SHIPPED:
+        shutil.copy(f, workdir / f.name)
+    lo, hi = free_range()
+    listener = ResponseListener("127.0.0.1", f"{lo}..{hi}")
+    await listener.start()
+    kid, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
+    fut = listener.register(kid, token)
+    env = {k: v for k, v in os.environ.items() if k != "CONTAINER_ID"}
+    env.update(KERNEL_LAUNCH_TOKEN=token, PYSPARK_PYTHON=sys.executable, KERNEL_LAUNCH_TIMEOUT="60")
+    log_path = tmp_path / "r-launcher.log"
+    proc = None
+    try:
+        async with Flood("127.0.0.1", listener.port, 100, source=OTHER_HOST), \
+                Flood("127.0.0.1", listener.port, 30, source="127.0.0.1", churn=True), \
+                BusyFront("127.0.0.1", listener.port, busy_first=2) as front:
+            with log_path.open("wb") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    RSCRIPT, "launch_IRkernel.R", "--kernel-id", kid, "--response-address", front.address,
+                    "--public-key", listener.public_key_b64, "--port-range", f"{lo}..{hi}",
+                    "--spark-context-initialization-mode", "none",
+                    env=env, stdout=log_file, stderr=log_file, cwd=str(workdir))
+            exited = asyncio.ensure_future(proc.wait())
+            done, _ = await asyncio.wait({fut, exited}, timeout=90, return_when=asyncio.FIRST_COMPLETED)
+            assert fut in done, f"the R launcher did not report (exit {proc.returncode}):\n" \
+                                f"{log_path.read_text(errors='replace')[-3000:]}"
+            assert front.busy_sent == 2
+        info = fut.result()
+        key, cport = str(info["connection_info"]["key"]), int(info["control_port"])
+        kc = AsyncKernelClient()
+        kc.load_connection_info(info["connection_info"])
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            assert (await _result(kc, "1+1"))[-1] == "[1] 2"  # after the one-line notice (no Spark)
+            async with Flood("127.0.0.1", cport, 20, source=OTHER_HOST, drip=DRIP, interval=0.4), \
+                    Flood("127.0.0.1", cport, 20, source="127.0.0.1", drip=DRIP, interval=0.4, churn=True):
+                await asyncio.sleep(0.5)
+                msg_id = kc.execute("x <- 21; Sys.sleep(60)")
+                await asyncio.sleep(2)
+                answer = await send_control("127.0.0.1", cport, kid, key, "signal", int(signal.SIGINT), timeout=10)
+                assert answer == {"status": "ok"}
+                while True:
+                    reply = await kc.get_shell_msg(timeout=10)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        break
+                assert (await _result(kc, "x * 2"))[-1] == "[1] 42"
+                assert await send_control("127.0.0.1", cport, kid, key, "shutdown", timeout=10) == {"status": "ok"}
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            kc.stop_channels()
+        logged = log_path.read_text(errors="replace")
+        assert key not in logged and token not in logged
+    finally:
+        await listener.stop()
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
