@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from yarn_gateway_launchers import launcher_protocol as lp
@@ -30,3 +33,24 @@ def free_range(width: int = 60) -> tuple[int, int]:
     s.close()
     lo = min(base, 65535 - width)
     return lo, lo + width
+
+
+async def start_r_launcher(tmp_path: Path, kernel_id: str, token: str, response_address: str, public_key: str,
+                           port_range: tuple[int, int]) -> tuple[asyncio.subprocess.Process, Path]:
+    """The real R launcher as YARN would run it (the shipped files side by side in a container
+    directory, mode ``none`` outside a container); its output goes to the returned log file."""
+    assert RSCRIPT is not None
+    workdir = tmp_path / "container"
+    workdir.mkdir()
+    for f in SHIPPED:
+        shutil.copy(f, workdir / f.name)
+    env = {k: v for k, v in os.environ.items() if k != "CONTAINER_ID"}
+    env.update(KERNEL_LAUNCH_TOKEN=token, PYSPARK_PYTHON=sys.executable, KERNEL_LAUNCH_TIMEOUT="60")
+    log_path = tmp_path / "r-launcher.log"
+    lo, hi = port_range
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            RSCRIPT, "launch_IRkernel.R", "--kernel-id", kernel_id, "--response-address", response_address,
+            "--public-key", public_key, "--port-range", f"{lo}..{hi}", "--spark-context-initialization-mode", "none",
+            env=env, stdout=log_file, stderr=log_file, cwd=str(workdir))
+    return proc, log_path

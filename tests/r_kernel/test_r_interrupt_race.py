@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from helpers.r_launcher import RSCRIPT, SHIPPED, free_range, has_irkernel
+from helpers.r_launcher import free_range, has_irkernel, start_r_launcher
 from yarn_gateway.provisioners.control_client import send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
 
@@ -42,25 +40,13 @@ def _sigint_bursts(pid: int, stop: threading.Event, sent: list[int]) -> None:
 
 
 async def test_sigints_between_cells_leave_the_r_kernel_running(tmp_path: Path) -> None:
-    assert RSCRIPT is not None
-    workdir = tmp_path / "container"
-    workdir.mkdir()
-    for f in SHIPPED:
-        shutil.copy(f, workdir / f.name)
     lo, hi = free_range()
     listener = ResponseListener("127.0.0.1", f"{lo}..{hi}")
     await listener.start()
     kid, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
     fut = listener.register(kid, token)
-    env = {k: v for k, v in os.environ.items() if k != "CONTAINER_ID"}
-    env.update(KERNEL_LAUNCH_TOKEN=token, PYSPARK_PYTHON=sys.executable, KERNEL_LAUNCH_TIMEOUT="60")
-    log_path = tmp_path / "r-launcher.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            RSCRIPT, "launch_IRkernel.R", "--kernel-id", kid, "--response-address", f"127.0.0.1:{listener.port}",
-            "--public-key", listener.public_key_b64, "--port-range", f"{lo}..{hi}",
-            "--spark-context-initialization-mode", "none", env=env, stdout=log_file, stderr=log_file,
-            cwd=str(workdir))
+    proc, log_path = await start_r_launcher(tmp_path, kid, token, f"127.0.0.1:{listener.port}",
+                                            listener.public_key_b64, (lo, hi))
     kc = AsyncKernelClient()
     try:
         info = await asyncio.wait_for(fut, 90)

@@ -6,11 +6,8 @@ and 9). No cluster: mode ``none`` outside a YARN container."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
 import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from helpers.floods import OTHER_HOST, BusyFront, Flood
-from helpers.r_launcher import RSCRIPT, SHIPPED, free_range, has_irkernel
+from helpers.r_launcher import free_range, has_irkernel, start_r_launcher
 from yarn_gateway.provisioners.control_client import send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
 
@@ -43,30 +40,18 @@ async def _result(kc: AsyncKernelClient, code: str) -> list[str]:
 
 
 async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> None:
-    assert RSCRIPT is not None
-    workdir = tmp_path / "container"
-    workdir.mkdir()
-    for f in SHIPPED:
-        shutil.copy(f, workdir / f.name)
     lo, hi = free_range()
     listener = ResponseListener("127.0.0.1", f"{lo}..{hi}")
     await listener.start()
     kid, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
     fut = listener.register(kid, token)
-    env = {k: v for k, v in os.environ.items() if k != "CONTAINER_ID"}
-    env.update(KERNEL_LAUNCH_TOKEN=token, PYSPARK_PYTHON=sys.executable, KERNEL_LAUNCH_TIMEOUT="60")
-    log_path = tmp_path / "r-launcher.log"
     proc = None
     try:
         async with Flood("127.0.0.1", listener.port, 100, source=OTHER_HOST), \
                 Flood("127.0.0.1", listener.port, 30, source="127.0.0.1", churn=True), \
                 BusyFront("127.0.0.1", listener.port, busy_first=2) as front:
-            with log_path.open("wb") as log_file:
-                proc = await asyncio.create_subprocess_exec(
-                    RSCRIPT, "launch_IRkernel.R", "--kernel-id", kid, "--response-address", front.address,
-                    "--public-key", listener.public_key_b64, "--port-range", f"{lo}..{hi}",
-                    "--spark-context-initialization-mode", "none",
-                    env=env, stdout=log_file, stderr=log_file, cwd=str(workdir))
+            proc, log_path = await start_r_launcher(tmp_path, kid, token, front.address, listener.public_key_b64,
+                                                    (lo, hi))
             exited = asyncio.ensure_future(proc.wait())
             done, _ = await asyncio.wait({fut, exited}, timeout=90, return_when=asyncio.FIRST_COMPLETED)
             assert fut in done, f"the R launcher did not report (exit {proc.returncode}):\n" \
