@@ -39,6 +39,16 @@ async def _result(kc: AsyncKernelClient, code: str) -> list[str]:
     return results
 
 
+async def _idle(kc: AsyncKernelClient, msg_id: str, timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - loop.time()))
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
+                and msg["content"]["execution_state"] == "idle":
+            return
+
+
 async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> None:
     lo, hi = free_range()
     listener = ResponseListener("127.0.0.1", f"{lo}..{hi}")
@@ -76,6 +86,10 @@ async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> N
                     reply = await kc.get_shell_msg(timeout=10)
                     if reply["parent_header"].get("msg_id") == msg_id:
                         break
+                # IRkernel aborts every shell request that arrives between an interrupted cell's
+                # reply and its idle status, and sends no IOPub status for an aborted one: the next
+                # cell goes only after that idle.
+                await _idle(kc, msg_id)
                 assert (await _result(kc, "x * 2"))[-1] == "[1] 42"
                 assert await send_control("127.0.0.1", cport, kid, key, "shutdown", timeout=10) == {"status": "ok"}
             assert await asyncio.wait_for(proc.wait(), 30) == 0
