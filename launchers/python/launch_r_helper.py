@@ -172,10 +172,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         lp.send_response(args.response_address, frame, timeout=args.launch_timeout)
     except (lp.ResponseRejected, TimeoutError, ValueError) as e:
         log.error("kernel %s: could not report to the gateway: %s", args.kernel_id, e)
-        try:
-            os.kill(args.r_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if os.getppid() == args.r_pid:  # R is still our parent: its pid has not been reused
+            try:
+                os.kill(args.r_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         return 1
     log.info("kernel %s: connection info delivered to %s", args.kernel_id, args.response_address)
 

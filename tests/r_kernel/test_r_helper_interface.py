@@ -105,3 +105,59 @@ def test_helper_refuses_a_bad_handoff(line: str) -> None:
     _out, err = helper.communicate(line, timeout=20)
     assert helper.returncode == 2, err
     assert "bad hand-off" in err
+
+
+def _refused_address() -> str:
+    s = socket.create_server(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"127.0.0.1:{port}"
+
+
+def _unreportable_argv() -> list[str]:
+    """A helper that reports to a closed port for 2 s; ``--r-pid`` comes last, its value still to add."""
+    pub = lp.public_key_b64(RSA.generate(2048))
+    return [sys.executable, HELPER, "--kernel-id", "0f4b6d2e-1111-2222-3333-444455556677", "--response-address",
+            _refused_address(), "--public-key", pub, "--port-range", f"{RANGE[0]}..{RANGE[1]}",
+            "--launch-timeout", "2", "--r-pid"]
+
+
+HANDOFF = json.dumps({"launch_token": "tok", "connection_info": {
+    "ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": "k" * 64, "shell_port": 1,
+    "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5, "kernel_name": "ir"}}) + "\n"
+
+
+def test_helper_that_cannot_report_terminates_its_r_parent() -> None:
+    # The "R process" is the helper's parent, as under Rscript's pipe(): it is told to go.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import json, os, subprocess, sys, time\n"
+         "argv = json.loads(sys.argv[1]) + [str(os.getpid())]\n"
+         "h = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)\n"
+         "h.stdin.write(sys.argv[2]); h.stdin.flush()\n"
+         "h.wait()\n"
+         "time.sleep(60)\n",
+         json.dumps(_unreportable_argv()), HANDOFF],
+        text=True)
+    try:
+        assert parent.wait(30) == -signal.SIGTERM
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_helper_that_cannot_report_leaves_a_process_that_is_not_its_parent() -> None:
+    # R already gone (the helper was re-parented): the pid it was given may belong to someone else now.
+    stranger = subprocess.Popen(["sleep", "60"])
+    helper = subprocess.Popen([*_unreportable_argv(), str(stranger.pid)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        _out, err = helper.communicate(HANDOFF, timeout=30)
+        assert helper.returncode == 1, err
+        assert "could not report to the gateway" in err
+        assert stranger.poll() is None
+    finally:
+        for p in (helper, stranger):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -12,11 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from helpers.floods import OTHER_HOST, BusyFront, Flood
 from helpers.r_launcher import free_range, has_irkernel, start_r_launcher
+from helpers.waiting import wait_until
 from yarn_gateway.provisioners.control_client import send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
 
@@ -67,6 +69,11 @@ async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> N
             assert fut in done, f"the R launcher did not report (exit {proc.returncode}):\n" \
                                 f"{log_path.read_text(errors='replace')[-3000:]}"
             assert front.busy_sent == 2
+            # The front stays up until the helper has its answer: a lost answer makes it retry.
+            await wait_until(lambda: "connection info delivered" in log_path.read_text(errors="replace"), 30,
+                             "the helper got the gateway's answer")
+            helpers = psutil.Process(proc.pid).children()
+            assert len(helpers) == 1 and "launch_r_helper.py" in " ".join(helpers[0].cmdline())
         info = fut.result()
         key, cport = str(info["connection_info"]["key"]), int(info["control_port"])
         kc = AsyncKernelClient()
@@ -93,6 +100,9 @@ async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> N
                 assert (await _result(kc, "x * 2"))[-1] == "[1] 42"
                 assert await send_control("127.0.0.1", cport, kid, key, "shutdown", timeout=10) == {"status": "ok"}
             assert await asyncio.wait_for(proc.wait(), 30) == 0
+            # With R gone, its helper goes too (it must not linger serving the control port).
+            await wait_until(lambda: not helpers[0].is_running() or helpers[0].status() == psutil.STATUS_ZOMBIE, 10,
+                             "the helper exited after R")
         finally:
             kc.stop_channels()
         logged = log_path.read_text(errors="replace")
