@@ -21,7 +21,7 @@ setup(
         "yarn_gateway_launchers.R": ["*.R"],
     },
     install_requires=[
-        "tornado>=6.4",
+        "tornado>=6.4,<7",  # relay/channels.py writes raw websocket frames through tornado 6 internals
         "jupyter_client>=8.6",
         "jupyter_core>=5.7",
         "pyzmq>=25",

@@ -16,9 +16,8 @@ from typing import Any, Optional
 
 from jupyter_client.kernelspec import KernelSpecManager
 from tornado import httpserver, web
-from traitlets import Bool, Float, Int, List, Unicode, default, observe, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, observe, validate
 from traitlets.config import Application, catch_config_error
-from traitlets.utils.importstring import import_item
 
 from . import __version__
 from .auth.base import Authenticator, is_loopback
@@ -26,6 +25,7 @@ from .auth.kerberos import KerberosAuthenticator
 from .auth.none import NoneAuthenticator
 from .auth.policy import AccessPolicy
 from .auth.token import TokenAuthenticator
+from .config_file import ConfigFileError, read_config_file
 from .handlers.api import VersionHandler
 from .handlers.base import NotFoundHandler, parse_origins
 from .handlers.channels import ChannelsHandler
@@ -34,8 +34,10 @@ from .handlers.kernels import KernelActionHandler, KernelHandler, KernelsHandler
 from .handlers.kernelspecs import KernelSpecHandler, KernelSpecResourceHandler, KernelSpecsHandler
 from .handlers.metrics import MetricsHandler
 from .kerberos import KerberosLogin
+from .kernels.housekeeping import HOUSEKEEPING
 from .kernels.registry import KernelRegistry
 from .logs import safe_text
+from .plugins import resolve_class
 from .utils import run_blocking
 
 AUTHENTICATORS = {
@@ -112,6 +114,11 @@ class YarnGatewayApp(Application):
         "token", config=True,
         help="Authenticator: 'token', 'none' (loopback only) or an import path of an Authenticator subclass.",
     )
+    @validate("authenticator_class")
+    def _valid_authenticator_class(self, proposal: Any) -> str:
+        resolve_class(proposal["value"], AUTHENTICATORS, Authenticator, "YarnGatewayApp.authenticator_class")
+        return str(proposal["value"])
+
     kernelspec_dirs = List(
         Unicode(), config=True,
         help="Directories holding kernelspecs (default: the kernelspecs shipped with yarn-gateway). Kernelspecs "
@@ -209,7 +216,13 @@ class YarnGatewayApp(Application):
         if self.subapp is not None:
             return
         if self.config_file:
-            self.load_config_file(self.config_file)
+            try:
+                file_config = read_config_file(self.config_file)
+            except ConfigFileError as exc:
+                self.log.critical("%s", exc)
+                self.exit(2)
+            self.update_config(file_config)
+            self.log.info("Configuration read from %s", os.path.abspath(self.config_file))
             # The command line wins over the file.
             self.update_config(self.cli_config)
         # Our modules log under "yarn_gateway.*": route them through the app's handler.
@@ -224,8 +237,8 @@ class YarnGatewayApp(Application):
 
     # -- assembly -----------------------------------------------------------------------
     def make_authenticator(self) -> Authenticator:
-        cls_name = AUTHENTICATORS.get(self.authenticator_class, self.authenticator_class)
-        cls = import_item(cls_name)
+        cls = resolve_class(self.authenticator_class, AUTHENTICATORS, Authenticator,
+                            "YarnGatewayApp.authenticator_class")
         auth: Authenticator = cls(parent=self, log=self.log)
         auth.check_bind(self.ip)
         if isinstance(auth, (TokenAuthenticator, KerberosAuthenticator)):
@@ -332,8 +345,8 @@ class YarnGatewayApp(Application):
         if login.enabled:
             await login.start()
             self.kerberos_login = login
-        self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy)
-        self.registry.yarn_services.kerberos = self.kerberos_login
+        self.registry = KernelRegistry(parent=self, log=self.log, kernel_spec_manager=ksm, policy=policy,
+                                       kerberos=self.kerberos_login)
         await self.registry.sessions.prepare()  # an unsafe session store stops the start (ValueError)
         if self.kerberos_login is not None:
             self.registry.metrics.ticket_remaining = self._ticket_remaining
@@ -357,7 +370,7 @@ class YarnGatewayApp(Application):
             await registry.sessions.recover_all()
         except Exception as exc:
             self.log.error("Recovering kernels failed: %s", exc)
-        registry.sessions.start_housekeeping()
+        registry.sessions.start_housekeeping(*HOUSEKEEPING)
         try:  # the listener's RSA key takes a moment to make: not on the first user's launch
             yarn = registry.yarn_services
             site = os.path.join(yarn.hadoop_conf_dir, "yarn-site.xml")
@@ -441,7 +454,7 @@ class YarnGatewayApp(Application):
             return
         try:
             asyncio.run(self._run())
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, TraitError) as exc:  # TraitError: a setting read at start is invalid
             self.log.critical("Cannot start: %s", exc)
             self.exit(1)
 

@@ -123,8 +123,9 @@ def test_admin_check_bad_config_and_paths(tmp_path: Any) -> None:
     assert f"FAIL kernelspec-dir: {tmp_path / 'nope'} does not exist" in text
     assert "FAIL session-store: DirectoryStore.directory" in text and "is not a directory" in text
     rc, lines = run_check(str(tmp_path / "missing.py"))
-    assert rc == 1 and lines[0] == f"FAIL config: {tmp_path / 'missing.py'} does not exist"
+    assert rc == 1 and lines[0].startswith(f"FAIL config: config file {tmp_path / 'missing.py'} does not exist")
     (tmp_path / "syntax.py").write_text("c.YarnGatewayApp.port = \n")
     rc, lines = run_check(str(tmp_path / "syntax.py"))
     assert rc == 1 and lines[0].startswith("FAIL config:") and "SyntaxError" in lines[0]
+    assert f"{tmp_path / 'syntax.py'}, line 1" in lines[0]
 

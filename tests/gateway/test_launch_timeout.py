@@ -7,14 +7,14 @@ YarnProvisioner.launch_timeout (300 s) never applied and YARN launches got 60 s 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from traitlets import Float
-from traitlets.config import Config, Configurable
+from traitlets.config import Config
 
 from yarn_gateway.errors import GatewayError
 from yarn_gateway.kernels.env import client_launch_timeout
+from yarn_gateway.provisioners.host import HostedKernelManager, ProvisionerHost
 from yarn_gateway.provisioners.yarn import YarnProvisioner
 
 ECHO = ("import os, sys; from ipykernel.kernelapp import launch_new_instance; "
@@ -40,21 +40,26 @@ async def test_only_a_clients_launch_timeout_reaches_the_kernel(make_gateway: An
     assert seen == {None: "'<unset>'", "40": "'40'", "1000": "'100'"}
 
 
-class _Registry(Configurable):
-    max_launch_timeout = Float(600.0)
+class _Host:
+    """The one thing of a gateway host this provisioner method reads."""
 
-
-class _Manager(Configurable):
-    pass
+    def __init__(self, max_launch_timeout: float) -> None:
+        self.max_launch_timeout = max_launch_timeout
 
 
 def _provisioner(max_launch: float, **config: Any) -> YarnProvisioner:
-    registry = _Registry(max_launch_timeout=max_launch)
-    km = _Manager(parent=registry)
+    km = HostedKernelManager(host=cast(ProvisionerHost, _Host(max_launch)))
     c = Config()
     for k, v in config.items():
         setattr(c.YarnProvisioner, k, v)
-    return YarnProvisioner(parent=km, config=c, kernel_id="k1", connection_info={})
+    return YarnProvisioner(parent=km, config=c, kernel_id="k1")
+
+
+def test_a_provisioner_outside_a_gateway_says_so() -> None:
+    prov = YarnProvisioner(parent=HostedKernelManager(), kernel_id="k2")
+    with pytest.raises(GatewayError) as err:
+        prov.effective_launch_timeout({})
+    assert err.value.status == 500 and "Kernel k2" in err.value.message and "HostedKernelManager" in err.value.message
 
 
 def test_yarn_launch_timeout_precedence() -> None:

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from traitlets import HasTraits, TraitError, Unicode
 from traitlets.config import Application, Config
-from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
+from ..config_file import ConfigFileError, read_config_file
 from .check_gateway import (
-    FAIL,
-    OK,
-    WARN,
-    Check,
     check_authenticator,
     check_kernelspecs,
     check_listen,
@@ -32,6 +27,7 @@ from .check_gateway import (
     yarn_specs,
 )
 from .check_yarn import check_yarn
+from .checks import FAIL, OK, WARN, Check
 
 if TYPE_CHECKING:
     from ..app import YarnGatewayApp
@@ -40,26 +36,17 @@ if TYPE_CHECKING:
 def load_config(path: str) -> tuple[Optional[YarnGatewayApp], list[Check]]:
     """A daemon app configured from ``path`` (not started), and what loading it found.
 
-    Like the daemon's ``load_config_file``: ``<base>.py`` and ``<base>.json`` are read, but
-    errors are reported instead of being logged and skipped.
+    Read as the daemon reads it (:func:`~yarn_gateway.config_file.read_config_file`); what
+    does not load is a FAIL line naming the file and the line.
     """
     from ..app import YarnGatewayApp
 
     if not path:
         return YarnGatewayApp(log_level=logging.WARNING), [Check(OK, "config", "no --config: checking the defaults")]
-    if not os.path.isfile(path):
-        return None, [Check(FAIL, "config", f"{path} does not exist")]
-    base, ext = os.path.splitext(path)
-    if ext not in (".py", ".json"):
-        return None, [Check(FAIL, "config", f"{path}: the daemon reads only .py or .json config files")]
-    cfg = Config()
     try:
-        for loader, suffix in ((PyFileConfigLoader, ".py"), (JSONFileConfigLoader, ".json")):
-            if os.path.isfile(base + suffix):
-                full = os.path.abspath(base + suffix)
-                cfg.merge(loader(os.path.basename(full), path=os.path.dirname(full)).load_config())
-    except Exception as exc:  # a config file is a Python program: anything can go wrong
-        return None, [Check(FAIL, "config", f"{path} does not load: {type(exc).__name__}: {exc}")]
+        cfg = read_config_file(path)
+    except ConfigFileError as exc:
+        return None, [Check(FAIL, "config", str(exc))]
     checks = [Check(OK, "config", f"{path} loads"), *_config_sections(cfg, YarnGatewayApp().classes)]
     try:
         app = YarnGatewayApp(config=cfg, log_level=logging.WARNING)  # the check lines are the report

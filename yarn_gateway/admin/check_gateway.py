@@ -1,5 +1,5 @@
 """``yarn-gateway check``: the gateway-side checks (authentication, kernelspecs, local
-kernels, listening address, TLS, session store), and the :class:`Check` result every check yields.
+kernels, listening address, TLS, session store).
 
 Each check function takes the configured :class:`~yarn_gateway.app.YarnGatewayApp` (not
 started) and yields one :class:`Check` per item, named so that an administrator can find
@@ -16,30 +16,18 @@ import socket
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from traitlets.utils.importstring import import_item
+
+from .checks import FAIL, OK, WARN, Check
 
 if TYPE_CHECKING:
     from jupyter_client.kernelspec import KernelSpecManager
 
     from ..app import YarnGatewayApp
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
 YARN_PROVISIONER = "yarn-provisioner"
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check: ``status`` is OK, WARN or FAIL."""
-
-    status: str
-    name: str
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.status} {self.name}: {self.detail}"
 
 
 def trait_value(app: YarnGatewayApp, cls: type, name: str) -> Any:

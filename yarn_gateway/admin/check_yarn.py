@@ -27,7 +27,7 @@ import requests
 from ..kerberos import read_tgt
 from ..utils import isoformat_z
 from ..yarn.hadoop_conf import load_hadoop_conf, read_conf, rm_webapp_urls
-from .check_gateway import FAIL, OK, WARN, Check
+from .checks import FAIL, OK, WARN, Check
 
 if TYPE_CHECKING:
     from ..app import YarnGatewayApp

@@ -147,6 +147,6 @@ def _root_cause(exc: BaseException) -> str:
     """The innermost reason (e.g. 'Connection refused') instead of urllib3's nested repr."""
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = str(exc)
-    m = re.search(r"\[Errno -?\d+\] ([^')\"]+)", text)
-    return m.group(1).strip() if m else (text.split(": ")[-1] or type(exc).__name__)
+    if isinstance(exc, OSError) and exc.strerror:  # ConnectionRefusedError, socket.gaierror, ...
+        return exc.strerror
+    return str(exc).split(": ")[-1] or type(exc).__name__

@@ -18,7 +18,7 @@ from ..logs import record_event
 from ..yarn.rm_client import FINAL_STATES, RMError, RMNotFound
 
 if TYPE_CHECKING:
-    from .registry import KernelRecord
+    from .kernel_record import KernelRecord
     from .sessions import SessionKeeper
 
 
@@ -169,3 +169,7 @@ async def activity_loop(keeper: SessionKeeper) -> None:
 
     await _every(keeper, lambda: keeper.activity_save_interval, job, "Saving kernel activity",
                  first_delay=keeper.activity_save_interval)
+
+
+#: What a gateway keeps running beside its kernels (see :meth:`SessionKeeper.start_housekeeping`).
+HOUSEKEEPING = (sweep_loop, cull_loop, activity_loop)

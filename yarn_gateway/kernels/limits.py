@@ -23,7 +23,7 @@ from ..errors import GatewayError
 
 if TYPE_CHECKING:
     from ..auth.base import User
-    from .registry import KernelRegistry
+    from .host import KernelHost
 
 
 class KernelLimits(LoggingConfigurable):
@@ -44,7 +44,7 @@ class KernelLimits(LoggingConfigurable):
         "Default: admins are limited like everyone else.",
     )
 
-    def __init__(self, registry: KernelRegistry) -> None:
+    def __init__(self, registry: KernelHost) -> None:
         super().__init__(parent=registry, log=registry.log)
         self.registry = registry
 

@@ -38,12 +38,14 @@ _CONTEXT = b"yarn-gateway session record v2\0"
 
 class RecordRejected(Exception):
     """A stored record that is not trusted: ``reason`` says why; ``legacy`` for a record of a
-    yarn-gateway version before record MACs."""
+    yarn-gateway version before record MACs; ``bad_mac`` when the MAC does not verify (most
+    often: another record key)."""
 
-    def __init__(self, reason: str, legacy: bool = False) -> None:
+    def __init__(self, reason: str, legacy: bool = False, bad_mac: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.legacy = legacy
+        self.bad_mac = bad_mac
 
 
 def canonical(value: Any) -> bytes:
@@ -91,7 +93,7 @@ def unseal(key: bytes, name: str, data: bytes, max_bytes: int) -> dict[str, Any]
         raise RecordRejected("its record cannot be put in canonical form") from None
     if not hmac.compare_digest(mac.encode(), expected.encode()):
         raise RecordRejected("its MAC does not verify (it was modified or planted outside the gateway, moved "
-                             "from another kernel's name, or written with another record key)")
+                             "from another kernel's name, or written with another record key)", bad_mac=True)
     if record.get("kernel_id") != name:  # pragma: no cover - implied by the MAC, which binds the name
         raise RecordRejected("it names another kernel")
     return record

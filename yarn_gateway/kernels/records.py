@@ -14,7 +14,8 @@ from .store import make_record
 
 if TYPE_CHECKING:
     from ..auth.base import User
-    from .registry import KernelRecord, KernelRegistry
+    from .host import KernelHost
+    from .kernel_record import KernelRecord
 
 
 def json_safe_connection_info(info: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -77,7 +78,7 @@ def record_detail(record: dict[str, Any]) -> dict[str, Any]:
             "created": _epoch_iso(record.get("created"))}
 
 
-async def detail_models(registry: KernelRegistry, caller: User) -> list[dict[str, Any]]:
+async def detail_models(registry: KernelHost, caller: User) -> list[dict[str, Any]]:
     """Detailed models of every kernel ``caller`` may see (as ``KernelRegistry.list_models``)."""
     models = [kernel_detail(r) for r in registry.held(caller)]
     held = {m["id"] for m in models}

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -30,50 +31,20 @@ from ..auth.policy import AccessPolicy
 from ..errors import GatewayError
 from ..logs import record_event, safe_text
 from ..metrics import GatewayMetrics, observed_start
+from ..provisioners.host import HostedKernelManager
 from ..relay.hub import KernelHub, KernelNotReady
 from ..relay.session import RelayLimits
-from ..utils import isoformat_z
+from ..utils import run_blocking
 from .env import base_environment, client_launch_timeout, validate_request_env
+from .kernel_record import KernelRecord
 from .limits import KernelLimits
 from .params import KernelParameters
 from .records import record_model
 
+if TYPE_CHECKING:
+    from ..kerberos import KerberosLogin
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class KernelRecord:
-    """One running kernel."""
-
-    kernel_id: str
-    name: str
-    owner: str
-    started_by: str
-    km: AsyncKernelManager
-    hub: KernelHub
-    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ended: bool = False
-    released: bool = False  # no longer held here, but possibly still running (in YARN)
-    ready: bool = False  # started (or re-attached) and connected; launching kernels are never culled
-    launch_env: dict[str, str] = field(default_factory=dict)
-    launch_task: Optional[asyncio.Task[None]] = None  # while starting: what a gateway stop cancels
-    checkpoint: Optional[asyncio.Future[None]] = None  # the save of the launch record, once there is one
-
-    @property
-    def recoverable(self) -> bool:
-        """Whether the kernel can outlive this gateway (its provisioner supports recovery)."""
-        return bool(getattr(self.km.provisioner, "supports_recovery", False))
-
-    def model(self) -> dict[str, Any]:
-        """The kernel model exactly as jupyter_server returns it."""
-        return {
-            "id": self.kernel_id,
-            "name": self.name,
-            "last_activity": isoformat_z(self.hub.last_activity),
-            "execution_state": self.hub.execution_state,
-            "connections": self.hub.connections,
-        }
 
 
 class KernelRegistry(LoggingConfigurable):
@@ -164,7 +135,8 @@ class KernelRegistry(LoggingConfigurable):
         help="Client sessions per user over all kernels (as max_sessions_per_kernel, per user). 0: no cap.",
     )
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, kerberos: Optional[KerberosLogin] = None, **kwargs: Any) -> None:
+        """``kerberos``: the gateway's keytab login, for the YARN services (None without Kerberos)."""
         super().__init__(**kwargs)
         self.kernels: dict[str, KernelRecord] = {}
         #: This gateway's Prometheus metrics (GET /metrics); kernel states are read at scrape time.
@@ -173,7 +145,7 @@ class KernelRegistry(LoggingConfigurable):
         from ..provisioners.services import YarnServices
 
         # Shared by every YARN kernel of this gateway (the provisioners find it here).
-        self.yarn_services = YarnServices(parent=self, log=self.log)
+        self.yarn_services = YarnServices(parent=self, log=self.log, metrics=self.metrics, kerberos=kerberos)
         from .sessions import SessionKeeper
 
         self.sessions = SessionKeeper(self)
@@ -296,7 +268,8 @@ class KernelRegistry(LoggingConfigurable):
         self._lifecycle(rec, "connected")
 
     def new_manager(self, spec_name: str, kernel_id: str) -> AsyncKernelManager:
-        km = AsyncKernelManager(
+        km = HostedKernelManager(
+            host=self,
             kernel_name=spec_name,
             kernel_spec_manager=self.kernel_spec_manager,
             shutdown_wait_time=self.shutdown_wait_time,
@@ -320,7 +293,7 @@ class KernelRegistry(LoggingConfigurable):
         if isinstance(exc, (asyncio.TimeoutError, KernelNotReady)):
             detail = str(exc) or f"not ready within {timeout:g} s"
             return GatewayError(
-                504 if "within" in detail or isinstance(exc, asyncio.TimeoutError) else 500,
+                504 if isinstance(exc, asyncio.TimeoutError) or exc.timed_out else 500,
                 f"Kernel {rec.kernel_id} ({rec.name}) failed to start: {detail}. "
                 "Try again; if it keeps failing, ask your administrator to check the gateway log.",
                 reason="Kernel start failed",
@@ -376,6 +349,56 @@ class KernelRegistry(LoggingConfigurable):
                                    reason="Restart failed") from exc
             await self.sessions.save(rec)
         self._lifecycle(rec, "restarted")
+
+    async def adopt(self, record: dict[str, Any], env: dict[str, str], attach_timeout: float) -> Optional[KernelRecord]:
+        """Hold here the kernel a trusted session ``record`` describes (a kernel another gateway, or
+        this one before a restart, started), launching nothing: its provisioner is loaded from the
+        record and its hub connected to the recorded ports. ``env`` is its filtered restart
+        environment. None if it is gone (its application ended: the record is removed) or may not
+        be served here; GatewayError 503 if it is recorded as running but does not answer."""
+        kid = record["kernel_id"]
+        name = await self.recovered_kernelspec(record)  # canonical name; the owner's ACLs still apply
+        if name is None:
+            return None
+        record = {**record, "name": name}
+        km = self.new_manager(record["name"], kid)
+        try:
+            spec = await run_blocking(self.kernel_spec_manager.get_kernel_spec, record["name"])
+        except Exception as exc:
+            self.log.error("Kernel %s: cannot re-attach, kernelspec %r unavailable: %s", kid, record["name"], exc)
+            return None
+        km._kernel_spec = spec
+        prov = KernelProvisionerFactory.instance(parent=self).create_provisioner_instance(kid, spec, parent=km)
+        km.provisioner = prov
+        await prov.load_provisioner_info(dict(record.get("provisioner_info") or {}, kernel_id=kid))
+        if await prov.poll() is not None:
+            self.log.info("Kernel %s: its application has ended; removing its record", kid)
+            await self.sessions.forget(kid)
+            return None
+        conn: Any = dict(record["connection_info"])
+        setattr(prov, "connection_key", str(conn.get("key", "")))  # noqa: B010 - the control-port MAC key
+        conn["key"] = str(conn.get("key", "")).encode()
+        km.load_connection_info(conn)
+        prov.connection_info = conn
+        launch_args: Any = {"env": {**base_environment(), **env}, "kernel_id": kid}
+        km._launch_args = launch_args
+        hub = KernelHub(kid, self._limits())
+        hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
+        try:
+            await hub.connect(dict(km.get_connection_info(session=False)), attach_timeout, km.is_alive)
+        except KernelNotReady as exc:
+            hub.close()
+            raise GatewayError(503, f"Kernel {kid} ({record['name']}) is recorded as running but does not answer "
+                               f"({exc}); try again shortly.", reason="Kernel unreachable") from None
+        rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
+                           created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
+                           launch_env=dict(env))
+        rec.ready = True
+        self.kernels[kid] = rec
+        self._ensure_monitor()
+        record_event(self.log, "recovered", rec)
+        self.metrics.event("recovered")
+        return rec
 
     async def shutdown(self, rec: KernelRecord, now: bool = False) -> None:
         async with rec.lock:

@@ -12,24 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from jupyter_client.provisioning import KernelProvisionerFactory
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Unicode, validate
 from traitlets.config import LoggingConfigurable
-from traitlets.utils.importstring import import_item
 
-from ..errors import GatewayError
-from ..logs import kernel_event, record_event
-from ..relay.hub import KernelHub, KernelNotReady
-from ..utils import run_blocking
-from .env import base_environment
+from ..logs import kernel_event
+from ..plugins import resolve_class
 from .records import connection_problem, identity_problem, record_of, recovery_env
 from .store import RecordTooLarge, SessionStore
 
 if TYPE_CHECKING:
-    from .registry import KernelRecord, KernelRegistry
+    from .host import KernelHost
+    from .kernel_record import KernelRecord
 
 STORES = {
     "directory": "yarn_gateway.kernels.store.DirectoryStore",
@@ -46,6 +42,12 @@ class SessionKeeper(LoggingConfigurable):
         "'zookeeper' (ZooKeeperStore.*; active/active), 'none' (kernels do not survive a restart), "
         "or an import path.",
     )
+    @validate("store")
+    def _valid_store(self, proposal: Any) -> str:
+        if proposal["value"] != "none":
+            resolve_class(proposal["value"], STORES, SessionStore, "SessionKeeper.store")
+        return str(proposal["value"])
+
     recover_on_start = Bool(True, config=True, help="Re-attach every recorded kernel when the gateway starts.")
     attach_timeout = Float(30.0, config=True, help="Seconds a recorded kernel gets to answer when re-attached.")
     sweep_interval = Float(
@@ -65,7 +67,7 @@ class SessionKeeper(LoggingConfigurable):
         30.0, config=True, help="Seconds between saves of kernels' last activity (culling across instances)."
     )
 
-    def __init__(self, registry: KernelRegistry) -> None:
+    def __init__(self, registry: KernelHost) -> None:
         super().__init__(parent=registry, log=registry.log)
         self.registry = registry
         self._store: Optional[SessionStore] = None
@@ -84,8 +86,9 @@ class SessionKeeper(LoggingConfigurable):
         listens): :class:`~.store.StoreConfigError`, a ValueError saying what to fix, stops the start."""
         if self.store == "none" or self._prepared is not None:
             return
-        cls = import_item(STORES.get(self.store, self.store))
+        cls = resolve_class(self.store, STORES, SessionStore, "SessionKeeper.store")
         store: SessionStore = cls(parent=self.registry, log=self.log)
+        self.log.info("Session store: %s (%s.%s)", self.store, cls.__module__, cls.__name__)
         await store.prepare()
         self._prepared = store
 
@@ -226,58 +229,14 @@ class SessionKeeper(LoggingConfigurable):
             self._attaching.pop(kid, None)
 
     async def _attach(self, record: dict[str, Any]) -> Optional[KernelRecord]:
-        from .registry import KernelRecord
-
         registry = self.registry
-        kid = record["kernel_id"]
         env = self._recovery_env(record)
         if env is None:
             return None
         if record.get("connection_info") is None:
             await self._abandoned_launch(record)
             return None
-        name = await registry.recovered_kernelspec(record)  # canonical name; the owner's ACLs still apply
-        if name is None:
-            return None
-        record = {**record, "name": name}
-        km = registry.new_manager(record["name"], kid)
-        try:
-            spec = await run_blocking(registry.kernel_spec_manager.get_kernel_spec, record["name"])
-        except Exception as exc:
-            self.log.error("Kernel %s: cannot re-attach, kernelspec %r unavailable: %s", kid, record["name"], exc)
-            return None
-        km._kernel_spec = spec
-        prov = KernelProvisionerFactory.instance(parent=registry).create_provisioner_instance(kid, spec, parent=km)
-        km.provisioner = prov
-        await prov.load_provisioner_info(dict(record.get("provisioner_info") or {}, kernel_id=kid))
-        if await prov.poll() is not None:
-            self.log.info("Kernel %s: its application has ended; removing its record", kid)
-            await self.forget(kid)
-            return None
-        conn: Any = dict(record["connection_info"])
-        setattr(prov, "connection_key", str(conn.get("key", "")))  # noqa: B010 - the control-port MAC key
-        conn["key"] = str(conn.get("key", "")).encode()
-        km.load_connection_info(conn)
-        prov.connection_info = conn
-        launch_args: Any = {"env": {**base_environment(), **env}, "kernel_id": kid}
-        km._launch_args = launch_args
-        hub = KernelHub(kid, registry._limits())
-        hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
-        try:
-            await hub.connect(dict(km.get_connection_info(session=False)), self.attach_timeout, km.is_alive)
-        except KernelNotReady as exc:
-            hub.close()
-            raise GatewayError(503, f"Kernel {kid} ({record['name']}) is recorded as running but does not answer "
-                               f"({exc}); try again shortly.", reason="Kernel unreachable") from None
-        rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
-                           created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
-                           launch_env=dict(env))
-        rec.ready = True
-        registry.kernels[kid] = rec
-        registry._ensure_monitor()
-        record_event(self.log, "recovered", rec)
-        registry.metrics.event("recovered")
-        return rec
+        return await registry.adopt(record, env, self.attach_timeout)
 
     def _recovery_env(self, record: dict[str, Any]) -> Optional[dict[str, str]]:
         """The environment a recorded kernel restarts with, filtered as a start request's, if its
@@ -327,11 +286,10 @@ class SessionKeeper(LoggingConfigurable):
         return sum(results)
 
     # -- housekeeping ---------------------------------------------------------------------
-    def start_housekeeping(self) -> None:
-        from .housekeeping import activity_loop, cull_loop, sweep_loop
-
-        for loop_fn in (sweep_loop, cull_loop, activity_loop):
-            self._tasks.append(asyncio.ensure_future(loop_fn(self)))
+    def start_housekeeping(self, *jobs: Callable[[SessionKeeper], Awaitable[None]]) -> None:
+        """Run ``jobs`` (the loops of :mod:`.housekeeping`) until :meth:`stop_housekeeping`."""
+        for job in jobs:
+            self._tasks.append(asyncio.ensure_future(job(self)))
 
     async def stop_housekeeping(self) -> None:
         for task in self._tasks:

@@ -203,7 +203,7 @@ class SessionStore(LoggingConfigurable):
                 "(Logged once per record.)", where, reason, safe_text(kernel_id), what)
             return reason
         hint = ""
-        if "MAC does not verify" in reason and self._key is not None:
+        if isinstance(exc, RecordRejected) and exc.bad_mac and self._key is not None:
             hint = (f" Gateways sharing a session store need the same record key ({self.key_path}, fingerprint "
                     f"{fingerprint(self._key)} here).")
         self.log.warning("Ignoring session record %s: %s. Kernel %s is not re-attached from it, and the gateway "

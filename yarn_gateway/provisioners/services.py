@@ -26,6 +26,7 @@ from .response_listener import ResponseListener
 
 if TYPE_CHECKING:
     from ..kerberos import KerberosLogin
+    from ..metrics import GatewayMetrics
 
 
 class PseudoAuth(requests.auth.AuthBase):
@@ -120,16 +121,19 @@ class YarnServices(LoggingConfigurable):
     )
     submit_retry_after = Int(10, config=True, help="Seconds a 429 for a full submit queue asks clients to wait.")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, metrics: Optional[GatewayMetrics] = None, kerberos: Optional[KerberosLogin] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: Where RM calls are counted (the gateway's metrics; None: not counted).
+        self.metrics = metrics
         self._listener: Optional[ResponseListener] = None
         self._rm: Optional[RMClient] = None
         self._lock = asyncio.Lock()
         self._submits: Optional[asyncio.Semaphore] = None
         self.submits_waiting = 0
         self.submits_running = 0
-        #: The gateway's keytab login (set by the app when KerberosLogin.keytab is configured).
-        self.kerberos: Optional[KerberosLogin] = None
+        #: The gateway's keytab login (when KerberosLogin.keytab is configured).
+        self.kerberos = kerberos
 
     @property
     def app_tag(self) -> str:
@@ -153,7 +157,7 @@ class YarnServices(LoggingConfigurable):
             if not endpoints:
                 raise GatewayError(503, "No ResourceManager is configured: set YarnServices.rm_endpoints or "
                                    f"a yarn-site.xml in {self.hadoop_conf_dir}.", reason="YARN not configured")
-            metrics = getattr(self.parent, "metrics", None)  # the kernel registry's GatewayMetrics
+            metrics = self.metrics
             self._rm = RMClient(endpoints, auth_factory=self._auth, timeout=self.rm_timeout,
                                 observer=metrics.observe_rm if metrics is not None else None,
                                 poll_interval=self.rm_poll_interval, live_tag=self.app_tag)

@@ -30,11 +30,11 @@ import time
 from typing import Any, Optional
 
 from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Dict, Float, List, Unicode
 
 from ..errors import GatewayError
-from ..kernels.params import parameters_of
 from ..logs import kernel_event
 from ..yarn.rm_client import FINAL_STATES, RMClient, RMError, RMNotFound, RMUnavailable
 from ..yarn.spark_submit import (
@@ -47,19 +47,11 @@ from ..yarn.spark_submit import (
     write_properties,
 )
 from .control_client import ControlRequestError, send_control
+from .host import ProvisionerHost, host_of
 from .response_listener import LauncherResponseError
 from .services import YarnServices
 
 ARG_KEYS = ("kernel_id", "response_address", "public_key", "port_range", "spark_context_initialization_mode")
-
-
-def _services(provisioner: YarnProvisioner) -> YarnServices:
-    km = provisioner.parent
-    registry = getattr(km, "parent", None)
-    services = getattr(registry, "yarn_services", None)
-    if not isinstance(services, YarnServices):
-        raise GatewayError(500, "YARN kernels need the gateway's kernel registry (no YarnServices found).")
-    return services
 
 
 class YarnProvisioner(KernelProvisionerBase):
@@ -107,6 +99,7 @@ class YarnProvisioner(KernelProvisionerBase):
         self.app_left_running = False
         self._stopping = False
         self._last_fresh = 0.0
+        self._host: Optional[ProvisionerHost] = None
         self._argv_template: list[str] = []
         self._spec: Optional[SubmitSpec] = None
         self._driver_env: dict[str, str] = {}
@@ -135,17 +128,18 @@ class YarnProvisioner(KernelProvisionerBase):
         raise GatewayError(500, f"Kernelspec {getattr(self.kernel_spec, 'display_name', '')!r}: launcher file "
                            f"{path!r} not found; ask your administrator to reinstall the kernelspecs.")
 
-    def _metrics(self) -> Any:
-        """The gateway's GatewayMetrics (None outside a gateway)."""
-        return getattr(getattr(self.parent, "parent", None), "metrics", None)
+    @property
+    def host(self) -> ProvisionerHost:
+        """The gateway running this kernel (resolved once; GatewayError 500 outside a gateway)."""
+        if self._host is None:
+            self._host = host_of(self.parent, f"Kernel {self.kernel_id}")
+        return self._host
 
     def _phase(self, phase: str, seconds: float) -> None:
-        metrics = self._metrics()
-        if metrics is not None:
-            metrics.launch_phase(phase, seconds)
+        self.host.metrics.launch_phase(phase, seconds)
 
     def _rm(self) -> RMClient:
-        return _services(self).rm()
+        return self.host.yarn_services.rm()
 
     # -- launch -------------------------------------------------------------------------
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
@@ -155,13 +149,12 @@ class YarnProvisioner(KernelProvisionerBase):
         self.owner = env.get("KERNEL_USERNAME", "")
         if not is_valid_user_name(self.owner):
             raise GatewayError(400, f"'{self.owner}' is not a valid user name for a YARN kernel.", reason="Bad user")
-        services = _services(self)
+        services = self.host.yarn_services
         spark_home = services.spark_home
         if not spark_home:
             raise GatewayError(503, "SPARK_HOME is not configured for YARN kernels (YarnServices.spark_home).",
                                reason="YARN not configured")
-        registry = getattr(self.parent, "parent", None)
-        forward = set(self.forward_env) | set(getattr(registry, "allowed_envs", []) or [])
+        forward = set(self.forward_env) | set(self.host.allowed_envs)
         driver_env = {k: v for k, v in env.items() if k.startswith("KERNEL_") or k in forward}
         driver_env.update({str(k): str(v) for k, v in (self.kernel_spec.env or {}).items()})
         driver_env.update({str(k): str(v) for k, v in self.driver_env.items()})
@@ -170,8 +163,8 @@ class YarnProvisioner(KernelProvisionerBase):
         self._timeout = self.effective_launch_timeout(env)
         self._driver_env["KERNEL_LAUNCH_TIMEOUT"] = f"{self._timeout:g}"  # the launcher's own deadline
         # The user's KERNEL_* parameter choices, checked against this kernelspec (400 if refused).
-        chosen = parameters_of(registry).resolve(getattr(self.parent, "kernel_name", ""), self.kernel_spec.metadata,
-                                                 env)
+        spec_name = self.parent.kernel_name if isinstance(self.parent, AsyncKernelManager) else ""
+        chosen = self.host.kernel_parameters.resolve(spec_name, self.kernel_spec.metadata, env)
         self._spec = SubmitSpec(
             spark_submit=os.path.join(spark_home, "bin", "spark-submit"),
             proxy_user=self.owner,
@@ -195,9 +188,7 @@ class YarnProvisioner(KernelProvisionerBase):
         capped by the registry's ``max_launch_timeout``."""
         if env.get("KERNEL_LAUNCH_TIMEOUT"):
             return float(env["KERNEL_LAUNCH_TIMEOUT"])
-        registry = getattr(self.parent, "parent", None)
-        cap = getattr(registry, "max_launch_timeout", None)
-        return min(self.launch_timeout, float(cap)) if isinstance(cap, (int, float)) else self.launch_timeout
+        return min(self.launch_timeout, self.host.max_launch_timeout)
 
     def _submit_env(self, services: YarnServices) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YARN_GATEWAY_")}
@@ -213,8 +204,16 @@ class YarnProvisioner(KernelProvisionerBase):
         return env
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Submit the kernel to YARN and return its connection info once its launcher has reported.
+
+        Runs spark-submit (``cmd`` is informational: the argv is built here from :meth:`pre_launch`'s
+        spec) and waits, until the launch deadline, for the launcher's encrypted response while
+        following the application in the RM. Raises :class:`~yarn_gateway.errors.GatewayError`
+        naming the kernel and the application when spark-submit fails, the application ends (or sits
+        in its queue) before the launcher reports, or the deadline passes; the application is killed
+        then. Cancelled (gateway stop), it kills what it started and re-raises."""
         assert self._spec is not None, "pre_launch() runs first"
-        services = _services(self)
+        services = self.host.yarn_services
         if services.kerberos is not None:  # no valid ticket: fail now (503 naming principal and keytab)
             await services.kerberos.ensure_valid()
         listener = await services.listener()
@@ -278,13 +277,9 @@ class YarnProvisioner(KernelProvisionerBase):
     def _set_app_id(self, app_id: str) -> None:
         self.app_id = app_id
         kernel_event(self.log, "submitted", self.kernel_id, self.owner, app_id=app_id)
-        metrics = self._metrics()
-        if metrics is not None:
-            metrics.event("submitted")
+        self.host.metrics.event("submitted")
         # Checkpoint at once, so a gateway that dies now can still stop or recover this launch.
-        checkpoint = getattr(getattr(self.parent, "parent", None), "provisioner_checkpoint", None)
-        if checkpoint is not None:
-            checkpoint(self.kernel_id)
+        self.host.provisioner_checkpoint(self.kernel_id)
 
     def _submit_failed(self, result: SubmitResult) -> GatewayError:
         text = "\n".join(result.output)
@@ -402,7 +397,14 @@ class YarnProvisioner(KernelProvisionerBase):
 
     # -- running ------------------------------------------------------------------------
     async def poll(self) -> Optional[int]:
-        """None while the application runs; an exit code (0 = FINISHED) once it has ended."""
+        """The kernel's state, as jupyter_client's ``poll``: None while it may still run, an exit
+        code once it has ended (then always that code again).
+
+        None while launching, while the application is not in a final state, and while the RM
+        cannot be reached (an outage is not an exit). 0 once the application is FINISHED (or was
+        never submitted), 1 once it is FAILED or KILLED or the RM no longer knows it. The state comes
+        from the registry-wide RM cache (one RM request for every kernel per interval), fresh from
+        the RM at most every 0.5 s while a shutdown is in progress."""
         if self._exit_code is not None:
             return self._exit_code
         if self.app_id is None:
@@ -423,6 +425,8 @@ class YarnProvisioner(KernelProvisionerBase):
         return None
 
     async def wait(self) -> Optional[int]:
+        """Return :meth:`poll`'s exit code once the application has ended: polls every 2 s (0.5 s
+        while stopping). Never times out itself: callers bound it (jupyter_client does)."""
         while (code := await self.poll()) is None:  # noqa: ASYNC110 - YARN has no push notification
             await asyncio.sleep(0.5 if self._stopping else 2.0)
         return code
@@ -434,6 +438,8 @@ class YarnProvisioner(KernelProvisionerBase):
                            signum=signum, timeout=timeout)
 
     async def send_signal(self, signum: int) -> None:
+        """Deliver ``signum`` to the kernel process through the launcher's control port (0: a ping
+        that only checks the launcher answers). GatewayError 502 if the launcher does not take it."""
         try:
             await self._control("ping" if signum == 0 else "signal", None if signum == 0 else signum)
         except ControlRequestError as exc:
@@ -441,9 +447,12 @@ class YarnProvisioner(KernelProvisionerBase):
                                f"{exc.reason}", reason="Signal failed") from None
 
     async def shutdown_requested(self, restart: bool = False) -> None:
+        """The kernel was sent a shutdown request: poll the RM more often from now on."""
         self._stopping = True
 
     async def terminate(self, restart: bool = False) -> None:
+        """Ask the launcher, over its control port, to end the kernel cleanly (so the application
+        ends FINISHED); if the launcher does not take the request, :meth:`kill`."""
         self._stopping = True
         try:
             await self._control("shutdown", timeout=5.0)
@@ -453,6 +462,9 @@ class YarnProvisioner(KernelProvisionerBase):
             await self.kill(restart)
 
     async def kill(self, restart: bool = False) -> None:
+        """Kill the YARN application and wait (up to 30 s) for the RM to report it ended; then
+        :meth:`poll` returns its code. Nothing to do before submission or once it has ended. A kill
+        the RM refuses is logged and leaves the application running (``poll`` keeps following it)."""
         self._stopping = True
         if self.app_id is None or self._exit_code is not None:
             return
@@ -465,6 +477,7 @@ class YarnProvisioner(KernelProvisionerBase):
         self._exit_code = 0 if state == "FINISHED" else 1
 
     async def cleanup(self, restart: bool = False) -> None:
+        """Forget the application in the RM cache and the control port (the kernel has ended)."""
         if self.app_id:
             self._rm().forget(self.app_id)
         self.control_port = 0
@@ -476,13 +489,18 @@ class YarnProvisioner(KernelProvisionerBase):
         return recommended
 
     async def get_provisioner_info(self) -> dict[str, Any]:
-        """JSON-safe checkpoint (no connection info: the session record keeps that)."""
-        return {"kernel_id": self.kernel_id, "app_id": self.app_id, "owner": self.owner,
-                "control_host": self.control_host, "control_port": self.control_port}
+        """JSON-safe checkpoint: the base class's, less the connection info (its key is bytes, and
+        the session record keeps the connection info itself), plus where the kernel runs."""
+        info = await super().get_provisioner_info()
+        info.pop("connection_info", None)
+        info.update(app_id=self.app_id, owner=self.owner, control_host=self.control_host,
+                    control_port=self.control_port)
+        return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
-        """Restore a checkpoint; ``connection_key`` comes from the record's connection info."""
-        self.kernel_id = provisioner_info.get("kernel_id", self.kernel_id)
+        """Restore a checkpoint (the base class first); the connection info, with the key the
+        control port's MAC uses, is set afterwards from the session record."""
+        await super().load_provisioner_info({"kernel_id": self.kernel_id, "connection_info": {}, **provisioner_info})
         self.app_id = provisioner_info.get("app_id")
         self.owner = provisioner_info.get("owner", "")
         self.control_host = provisioner_info.get("control_host", "")

@@ -11,38 +11,47 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Callable
 
 log = logging.getLogger(__name__)
 
 
-class _Batch:
-    depth = 0
-    flushes: list[Callable[[], None]] = []
+class _Batch(threading.local):
+    """The batch in progress on this thread, hence on the event loop it runs (each loop has its
+    own: a gateway embedded beside another loop, or tests running several, never mix them)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.flushes: list[Callable[[], None]] = []
+
+
+_state = _Batch()
 
 
 def batching() -> bool:
     """Whether a batch of received messages is being handled right now."""
-    return _Batch.depth > 0
+    return _state.depth > 0
 
 
 def defer_flush(flush: Callable[[], None]) -> None:
     """Call ``flush`` when the current batch ends (only valid while :func:`batching`)."""
-    _Batch.flushes.append(flush)
+    _state.flushes.append(flush)
 
 
 @contextlib.contextmanager
 def batch() -> Iterator[None]:
     """Handle a batch of messages: deferred flushes run when the outermost batch ends."""
-    _Batch.depth += 1
+    state = _state
+    state.depth += 1
     try:
         yield
     finally:
-        _Batch.depth -= 1
-        if _Batch.depth == 0:
-            while _Batch.flushes:
-                flushes, _Batch.flushes = _Batch.flushes, []
+        state.depth -= 1
+        if state.depth == 0:
+            while state.flushes:
+                flushes, state.flushes = state.flushes, []
                 for flush in flushes:
                     try:
                         flush()

@@ -31,12 +31,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from .frames import Frame
-from .session import ClientSession, RelayLimits
+from .session import ClientSession, Dropped, RelayLimits
 from .wire import (
     InvalidMessage,
     KernelMessage,
@@ -60,22 +59,15 @@ PACED_MAX_BYTES = 4096
 
 
 class KernelNotReady(Exception):
-    """The kernel did not answer within the readiness timeout (or died while starting)."""
+    """The kernel did not answer within the readiness timeout (``timed_out``), or died while starting."""
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class SessionLimitReached(Exception):
     """No room for another client session (the message says which cap, and what to do)."""
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """A kernel message that was too large to relay: where it came, what it seemed to be (from
-    the unverified frames that arrived before the bound), and the size the kernel announced."""
-
-    channel: str
-    msg_type: str
-    parent: dict[str, Any]
-    size: int
 
 
 def _size(n: int) -> str:
@@ -188,9 +180,9 @@ class KernelHub:
                         interval = 0.05
                         continue
                 if time.monotonic() > deadline:
-                    raise KernelNotReady(f"kernel did not answer within {timeout:g} s")
+                    raise KernelNotReady(f"kernel did not answer within {timeout:g} s", timed_out=True)
                 if is_alive is not None and not await is_alive():
-                    raise KernelNotReady("kernel process ended while starting")
+                    raise KernelNotReady("kernel process ended while starting", timed_out=False)
                 interval = min(interval * 2, 1.0)
         finally:
             channel.close()
@@ -294,14 +286,15 @@ class KernelHub:
         if existing is not None and not existing.closed:
             return
         per_kernel = self.limits.max_sessions_per_kernel
-        if per_kernel > 0 and len(self.sessions) >= per_kernel and not _evict(list(self.sessions.values())):
+        own = [(self, s) for s in self.sessions.values()]
+        if per_kernel > 0 and len(self.sessions) >= per_kernel and not _evict(own):
             raise SessionLimitReached(
                 f"Kernel {self.kernel_id} already has {len(self.sessions)} client connections, the most allowed per "
                 "kernel (KernelRegistry.max_sessions_per_kernel): close another notebook or console using this "
                 "kernel, then try again.")
         per_user = self.limits.max_sessions_per_user
         if per_user > 0:
-            mine = [s for hub in hubs for s in hub.sessions.values() if s.user == user and not s.closed]
+            mine = [(hub, s) for hub in hubs for s in hub.sessions.values() if s.user == user and not s.closed]
             if len(mine) >= per_user and not _evict(mine):
                 raise SessionLimitReached(
                     f"{user} already has {len(mine)} client connections to kernels, the most allowed per user "
@@ -334,14 +327,14 @@ class KernelHub:
                 session.conn.send(data, binary)
 
 
-def _evict(sessions: list[ClientSession]) -> bool:
+def _evict(sessions: list[tuple[KernelHub, ClientSession]]) -> bool:
     """Drop the session detached for the longest (its replay buffer with it); False if none is."""
-    detached = [s for s in sessions if s.conn is None]
+    detached = [(hub, s) for hub, s in sessions if s.conn is None]
     if not detached:
         return False
-    oldest = min(detached, key=lambda s: s.detached_at)
+    hub, oldest = min(detached, key=lambda pair: pair[1].detached_at)
     log.info("Kernel %s: session %s (detached) evicted to make room for a new client session",
-             oldest.hub.kernel_id, oldest.session_id)
-    oldest.hub.sessions.pop(oldest.session_id, None)
+             hub.kernel_id, oldest.session_id)
+    hub.sessions.pop(oldest.session_id, None)
     oldest.close()
     return True

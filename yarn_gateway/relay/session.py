@@ -33,13 +33,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from .frames import Frame
 from .wire import (
     CLIENT_CHANNELS,
     InvalidMessage,
     KernelMessage,
+    Signer,
     encode_synthetic,
     flat_dict,
     new_header,
@@ -48,10 +49,41 @@ from .wire import (
 )
 from .zmtp import HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES, ChannelClosed, ZmtpChannel
 
-if TYPE_CHECKING:
-    from .hub import Dropped, KernelHub
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A kernel message that was too large to relay: where it came, what it seemed to be (from
+    the unverified frames that arrived before the bound), and the size the kernel announced."""
+
+    channel: str
+    msg_type: str
+    parent: dict[str, Any]
+    size: int
+
+
+class KernelSide(Protocol):
+    """What a session needs of the kernel it relays to (:class:`~.hub.KernelHub` is one)."""
+
+    kernel_id: str
+    gateway_session: str
+    execution_state: str
+    signer: Signer
+
+    @property
+    def is_connected(self) -> bool: ...
+
+    def channel(self, channel: str, on_message: Callable[[KernelMessage], None], identity: bytes = b"",
+                on_dropped: Optional[Callable[[Dropped], None]] = None) -> ZmtpChannel: ...
+
+    def dropped_text(self, dropped: Dropped) -> str: ...
+
+    def dropped_notice(self, dropped: Dropped) -> KernelMessage: ...
+
+    def touch(self) -> None: ...
+
+    def drop_session(self, session_id: str) -> None: ...
 
 #: Seconds between checks whether a detached session still waits for a reply (see above).
 OWED_CHECK_INTERVAL = 5.0
@@ -107,7 +139,7 @@ class _Gap:
 class ClientSession:
     """See the module docstring. Created and owned by :class:`~.hub.KernelHub`."""
 
-    def __init__(self, hub: KernelHub, session_id: str, limits: RelayLimits, user: str = "") -> None:
+    def __init__(self, hub: KernelSide, session_id: str, limits: RelayLimits, user: str = "") -> None:
         self.hub = hub
         self.session_id = session_id
         self.limits = limits
