@@ -54,7 +54,7 @@ def builtin_kernelspec_dir() -> str:
     the gateway host, refused unless AccessPolicy.local_kernel_users/groups name the user)."""
     import yarn_gateway.kernelspecs as ks
 
-    return os.path.dirname(os.path.abspath(ks.__file__))
+    return os.path.dirname(os.path.abspath(str(ks.__file__)))
 
 
 class GenerateConfigApp(Application):

@@ -383,7 +383,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-class _GatewaySpnegoAuth(HTTPKerberosAuth):
+class _GatewaySpnegoAuth(HTTPKerberosAuth):  # type: ignore[misc]  # requests-kerberos is untyped
     """requests-kerberos with the gateway's own cache; a named error when it holds no ticket."""
 
     def __init__(self, login: KerberosLogin) -> None:
@@ -393,4 +393,5 @@ class _GatewaySpnegoAuth(HTTPKerberosAuth):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         if not self._login.valid():
             raise RMKerberosError(self._login._error_text())
-        return super().__call__(r)
+        prepared: requests.PreparedRequest = super().__call__(r)
+        return prepared

@@ -11,7 +11,7 @@ from typing import Any
 
 from helpers.gateway_fixtures import TOKENS, RunningGateway
 from yarn_gateway.kernels.records import record_detail
-from yarn_gateway.kernels.store import make_record
+from yarn_gateway.kernels.session_record import new_record
 
 
 async def cli(gw_url: str, *args: str, token: str | None = None, env: dict[str, str] | None = None,
@@ -107,7 +107,7 @@ async def test_admin_detail_refused_for_non_admins(gateway: RunningGateway) -> N
 
 
 def test_admin_record_detail_from_store() -> None:
-    rec = make_record(kernel_id="k1", name="spark_python_yarn_cluster", owner="bob", started_by="admin",
+    rec = new_record(kernel_id="k1", name="spark_python_yarn_cluster", owner="bob", started_by="admin",
                       provisioner_info={"app_id": "application_1_0001"}, state="running", created=1.0e9,
                       last_activity=1.0e9 + 5)
     d = record_detail(rec)

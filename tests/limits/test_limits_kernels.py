@@ -6,7 +6,8 @@ import asyncio
 import uuid
 from typing import Any
 
-from yarn_gateway.kernels.store import DirectoryStore, make_record
+from yarn_gateway.kernels.session_record import new_record
+from yarn_gateway.kernels.store import DirectoryStore
 
 
 def limits(**values: Any) -> dict[str, Any]:
@@ -95,7 +96,7 @@ async def test_kernels_recorded_by_another_gateway_count(make_gateway: Any, sess
     await store.start()
     others = [str(uuid.uuid4()) for _ in range(2)]
     for kid, owner in zip(others, ("alice", "carol")):
-        await store.put(make_record(kernel_id=kid, name="spark_python_yarn_cluster", owner=owner, started_by=owner,
+        await store.put(new_record(kernel_id=kid, name="spark_python_yarn_cluster", owner=owner, started_by=owner,
                                     gateway_id="default", provisioner="YarnProvisioner", provisioner_info={},
                                     env={"KERNEL_USERNAME": owner}, connection_info=None, state="running"))
     r = await start(gw, "alice")
@@ -106,7 +107,7 @@ async def test_kernels_recorded_by_another_gateway_count(make_gateway: Any, sess
     assert r.code == 403 and "runs 3 of 3 kernels allowed in total" in r.body["message"]
     # Records of a different gateway cluster (another gateway_id) do not count.
     await store.remove(others[0])
-    await store.put(make_record(kernel_id=others[0], name="x", owner="alice", started_by="alice",
+    await store.put(new_record(kernel_id=others[0], name="x", owner="alice", started_by="alice",
                                 gateway_id="elsewhere", provisioner="YarnProvisioner", state="running"))
     a = await start(gw, "alice")
     assert a.code == 201, a.body

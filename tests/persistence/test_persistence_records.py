@@ -21,7 +21,8 @@ from helpers.fake_rm import FakeRM
 from helpers.stub_yarn import StubYarn
 from yarn_gateway.kernels.housekeeping import sweep
 from yarn_gateway.kernels.record_mac import seal
-from yarn_gateway.kernels.store import DirectoryStore, StoreConfigError, make_record
+from yarn_gateway.kernels.session_record import new_record
+from yarn_gateway.kernels.store import DirectoryStore, StoreConfigError
 
 pytestmark = pytest.mark.fast
 SPEC = "stub_yarn"
@@ -202,7 +203,7 @@ async def test_symlink_and_fifo_in_the_store_are_never_followed(make_gateway: An
     os.symlink(victim, sessions_dir / f"{kid}.json.tmp.{os.getpid()}")
     os.symlink(victim, sessions_dir / f"{kid}.json")
     store = await gw.registry.sessions._get_store()
-    await store.put(make_record(kernel_id=kid, name=SPEC, owner="alice", started_by="alice", gateway_id="default",
+    await store.put(new_record(kernel_id=kid, name=SPEC, owner="alice", started_by="alice", gateway_id="default",
                                 env={"KERNEL_USERNAME": "alice"}, connection_info=None, state="launching"))
     assert victim.read_text() == "precious\n"
     st = os.lstat(sessions_dir / f"{kid}.json")  # the link was replaced by the record, not written through

@@ -131,7 +131,7 @@ def yarn_specs(app: YarnGatewayApp) -> list[str]:
 
 
 def check_kernelspecs(app: YarnGatewayApp) -> Iterator[Check]:
-    from jupyter_client.provisioning import KernelProvisionerFactory
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
     for d in app.kernelspec_dirs:
         if not os.path.isdir(d):

@@ -73,15 +73,18 @@ class GatewayMixin:
 
     @property
     def registry(self) -> KernelRegistry:
-        return self.settings["registry"]
+        registry: KernelRegistry = self.settings["registry"]
+        return registry
 
     @property
     def authenticator(self) -> Authenticator:
-        return self.settings["authenticator"]
+        authenticator: Authenticator = self.settings["authenticator"]
+        return authenticator
 
     @property
     def policy(self) -> AccessPolicy:
-        return self.settings["policy"]
+        policy: AccessPolicy = self.settings["policy"]
+        return policy
 
     @property
     def caller(self) -> User:

@@ -26,7 +26,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from ..errors import GatewayError
-from ..kernels.registry import KernelRecord
+from ..kernels.kernel_record import KernelRecord
 from ..metrics import RelayTraffic
 from ..relay.batch import batching, defer_flush
 from ..relay.hub import SessionLimitReached

@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .kernel_record import KernelRecord
+from .session_record import SessionRecord
 
 if TYPE_CHECKING:
     from ..auth.base import User
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 class RecordSource(Protocol):
     """The session store as the registry's users read it."""
 
-    async def records(self) -> list[dict[str, Any]]: ...
+    async def records(self) -> list[SessionRecord]: ...
 
 
 class KernelHost(Protocol):
@@ -56,5 +57,5 @@ class KernelHost(Protocol):
 
     async def shutdown(self, rec: KernelRecord, now: bool = False) -> None: ...
 
-    async def adopt(self, record: dict[str, Any], env: dict[str, str],
+    async def adopt(self, record: SessionRecord, env: dict[str, str],
                     attach_timeout: float) -> Optional[KernelRecord]: ...

@@ -75,7 +75,7 @@ async def sweep(keeper: SessionKeeper) -> tuple[list[str], list[str]]:
         for kid, record in records.items():
             if kid in live_kernels:
                 continue
-            app_id = (record.get("provisioner_info") or {}).get("app_id")
+            app_id = record["provisioner_info"].get("app_id")
             if not app_id:
                 continue
             try:
@@ -108,7 +108,7 @@ async def cull(keeper: SessionKeeper) -> list[str]:
         now = time.time()
         candidates = {}
         for record in await keeper.records():
-            candidates[record["kernel_id"]] = float(record.get("last_activity") or record.get("updated") or now)
+            candidates[record["kernel_id"]] = record["last_activity"] or record["updated"] or now
         launching = {kid for kid, held in registry.kernels.items() if not held.ready}
         for kid, held in registry.kernels.items():
             candidates[kid] = max(candidates.get(kid, 0.0), held.hub.last_activity.timestamp())

@@ -22,13 +22,13 @@ YARN_SPECS = ("spark_python_yarn_cluster", "spark_scala_yarn_cluster", "spark_R_
 def _template_dir() -> str:
     import yarn_gateway.kernelspecs as ks
 
-    return os.path.dirname(os.path.abspath(ks.__file__))
+    return os.path.dirname(os.path.abspath(str(ks.__file__)))
 
 
 def _launcher_dir() -> str:
     import yarn_gateway_launchers
 
-    return os.path.dirname(os.path.abspath(yarn_gateway_launchers.__file__))
+    return os.path.dirname(os.path.abspath(str(yarn_gateway_launchers.__file__)))
 
 
 def launcher_dirs() -> list[str]:

@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from .private_files import PrivateFileError, create_private, directory_problem, read_private
@@ -52,12 +53,12 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-def record_mac(key: bytes, kernel_id: str, record: dict[str, Any]) -> str:
+def record_mac(key: bytes, kernel_id: str, record: Mapping[str, Any]) -> str:
     msg = _CONTEXT + kernel_id.encode() + b"\0" + canonical(record)
     return MAC_PREFIX + hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-def seal(key: bytes, record: dict[str, Any]) -> bytes:
+def seal(key: bytes, record: Mapping[str, Any]) -> bytes:
     """The stored form of ``record`` (stored under the name ``record['kernel_id']``)."""
     return canonical({"format": ENVELOPE, "version": SEALED_VERSION,
                       "mac": record_mac(key, str(record["kernel_id"]), record), "record": record})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from ..auth.base import is_valid_user_name
 from ..errors import GatewayError
 from ..utils import isoformat_z
 from .env import validate_request_env
-from .store import make_record
+from .session_record import Checkpoint, SessionRecord, new_record
 
 if TYPE_CHECKING:
     from ..auth.base import User
@@ -27,12 +27,12 @@ def json_safe_connection_info(info: Optional[dict[str, Any]]) -> Optional[dict[s
     return out
 
 
-async def record_of(rec: KernelRecord, gateway_id: str, launching: bool = False) -> dict[str, Any]:
+async def record_of(rec: KernelRecord, gateway_id: str, launching: bool = False) -> SessionRecord:
     """The session record of a kernel (its connection info only once it is connected)."""
     prov = rec.km.provisioner
-    info = await prov.get_provisioner_info() if prov is not None else {}
+    info: Any = await prov.get_provisioner_info() if prov is not None else {}
     conn = None if launching else json_safe_connection_info(dict(rec.km.get_connection_info(session=False)))
-    return make_record(
+    return new_record(
         kernel_id=rec.kernel_id,
         name=rec.name,
         owner=rec.owner,
@@ -40,7 +40,7 @@ async def record_of(rec: KernelRecord, gateway_id: str, launching: bool = False)
         env=dict(rec.launch_env),
         gateway_id=gateway_id,
         provisioner=type(prov).__name__ if prov is not None else "",
-        provisioner_info=info,
+        provisioner_info=cast(Checkpoint, info),
         connection_info=conn,
         state="launching" if launching else "running",
         created=rec.created.timestamp(),
@@ -48,20 +48,16 @@ async def record_of(rec: KernelRecord, gateway_id: str, launching: bool = False)
     )
 
 
-def record_model(record: dict[str, Any]) -> dict[str, Any]:
+def record_model(record: SessionRecord) -> dict[str, Any]:
     """A kernel model for a kernel known only from its record (not attached here)."""
-    last = datetime.fromtimestamp(float(record.get("last_activity") or record.get("updated") or 0), timezone.utc)
+    last = datetime.fromtimestamp(record["last_activity"] or record["updated"], timezone.utc)
     return {
         "id": record["kernel_id"],
-        "name": record.get("name", ""),
+        "name": record["name"],
         "last_activity": isoformat_z(last),
-        "execution_state": "starting" if record.get("state") == "launching" else "idle",
+        "execution_state": "starting" if record["state"] == "launching" else "idle",
         "connections": 0,
     }
-
-
-def _epoch_iso(value: Any) -> str:
-    return isoformat_z(datetime.fromtimestamp(float(value or 0), timezone.utc))
 
 
 def kernel_detail(rec: KernelRecord) -> dict[str, Any]:
@@ -70,12 +66,11 @@ def kernel_detail(rec: KernelRecord) -> dict[str, Any]:
             "app_id": getattr(rec.km.provisioner, "app_id", None), "created": isoformat_z(rec.created)}
 
 
-def record_detail(record: dict[str, Any]) -> dict[str, Any]:
+def record_detail(record: SessionRecord) -> dict[str, Any]:
     """Like :func:`kernel_detail`, for a kernel known only from its session record."""
-    info = record.get("provisioner_info") or {}
-    return {**record_model(record), "owner": record.get("owner", ""), "started_by": record.get("started_by", ""),
-            "app_id": info.get("app_id") if isinstance(info, dict) else None,
-            "created": _epoch_iso(record.get("created"))}
+    return {**record_model(record), "owner": record["owner"], "started_by": record["started_by"],
+            "app_id": record["provisioner_info"].get("app_id"),
+            "created": isoformat_z(datetime.fromtimestamp(record["created"], timezone.utc))}
 
 
 async def detail_models(registry: KernelHost, caller: User) -> list[dict[str, Any]]:
@@ -88,10 +83,10 @@ async def detail_models(registry: KernelHost, caller: User) -> list[dict[str, An
     return models
 
 
-def identity_problem(record: dict[str, Any]) -> Optional[str]:
+def identity_problem(record: SessionRecord) -> Optional[str]:
     """Why a (MAC-verified) record's identity fields cannot be trusted, or None: the owner and
     the user who started it must be user names, the kernelspec a name."""
-    owner, started_by, name = record.get("owner"), record.get("started_by", record.get("owner")), record.get("name")
+    owner, started_by, name = record["owner"], record["started_by"], record["name"]
     if not isinstance(owner, str) or not is_valid_user_name(owner):
         return f"its owner {str(owner)[:80]!r} is not a valid user name"
     if not isinstance(started_by, str) or not is_valid_user_name(started_by):
@@ -101,14 +96,14 @@ def identity_problem(record: dict[str, Any]) -> Optional[str]:
     return None
 
 
-def recovery_env(record: dict[str, Any], allowed_envs: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+def recovery_env(record: SessionRecord, allowed_envs: Iterable[str]) -> tuple[dict[str, str], list[str]]:
     """The environment a recorded kernel is restarted with, filtered as a start request's
     (:func:`~.env.validate_request_env`), and the names dropped from it.
 
     Raises ValueError (saying why) when it cannot be trusted: a name or value a start request
     could not have, KERNEL_USERNAME (the restart's ``--proxy-user``) other than the owner,
     KERNEL_ID other than the kernel's."""
-    raw = record.get("env", {})
+    raw = record["env"]
     try:
         env = validate_request_env(raw, allowed_envs)
     except GatewayError as exc:

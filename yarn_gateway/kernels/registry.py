@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_client.provisioning import KernelProvisionerFactory
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -40,6 +40,7 @@ from .kernel_record import KernelRecord
 from .limits import KernelLimits
 from .params import KernelParameters
 from .records import record_model
+from .session_record import SessionRecord
 
 if TYPE_CHECKING:
     from ..kerberos import KerberosLogin
@@ -237,12 +238,12 @@ class KernelRegistry(LoggingConfigurable):
         self._ensure_monitor()
         return rec
 
-    async def recovered_kernelspec(self, record: dict[str, Any]) -> Optional[str]:
+    async def recovered_kernelspec(self, record: SessionRecord) -> Optional[str]:
         """The canonical kernelspec name of a recorded kernel if its owner may still use it;
         None (logged) if not: the kernel is then not re-attached."""
         try:
             name, _spec = await self.policy.resolve_kernelspec(
-                self.kernel_spec_manager, str(record["owner"]), str(record["name"]))
+                self.kernel_spec_manager, record["owner"], record["name"])
         except GatewayError as exc:
             self.log.error("Kernel %s: not re-attached: %s", record["kernel_id"], safe_text(exc.message))
             return None
@@ -350,32 +351,33 @@ class KernelRegistry(LoggingConfigurable):
             await self.sessions.save(rec)
         self._lifecycle(rec, "restarted")
 
-    async def adopt(self, record: dict[str, Any], env: dict[str, str], attach_timeout: float) -> Optional[KernelRecord]:
+    async def adopt(self, record: SessionRecord, env: dict[str, str], attach_timeout: float) -> Optional[KernelRecord]:
         """Hold here the kernel a trusted session ``record`` describes (a kernel another gateway, or
         this one before a restart, started), launching nothing: its provisioner is loaded from the
         record and its hub connected to the recorded ports. ``env`` is its filtered restart
         environment. None if it is gone (its application ended: the record is removed) or may not
         be served here; GatewayError 503 if it is recorded as running but does not answer."""
-        kid = record["kernel_id"]
+        kid, recorded_conn = record["kernel_id"], record["connection_info"]
+        if recorded_conn is None:
+            raise ValueError(f"kernel {kid}: a launch record has no kernel to adopt")
         name = await self.recovered_kernelspec(record)  # canonical name; the owner's ACLs still apply
         if name is None:
             return None
-        record = {**record, "name": name}
-        km = self.new_manager(record["name"], kid)
+        km = self.new_manager(name, kid)
         try:
-            spec = await run_blocking(self.kernel_spec_manager.get_kernel_spec, record["name"])
+            spec = await run_blocking(self.kernel_spec_manager.get_kernel_spec, name)
         except Exception as exc:
-            self.log.error("Kernel %s: cannot re-attach, kernelspec %r unavailable: %s", kid, record["name"], exc)
+            self.log.error("Kernel %s: cannot re-attach, kernelspec %r unavailable: %s", kid, name, exc)
             return None
         km._kernel_spec = spec
         prov = KernelProvisionerFactory.instance(parent=self).create_provisioner_instance(kid, spec, parent=km)
         km.provisioner = prov
-        await prov.load_provisioner_info(dict(record.get("provisioner_info") or {}, kernel_id=kid))
+        await prov.load_provisioner_info({**record["provisioner_info"], "kernel_id": kid})
         if await prov.poll() is not None:
             self.log.info("Kernel %s: its application has ended; removing its record", kid)
             await self.sessions.forget(kid)
             return None
-        conn: Any = dict(record["connection_info"])
+        conn: Any = dict(recorded_conn)
         setattr(prov, "connection_key", str(conn.get("key", "")))  # noqa: B010 - the control-port MAC key
         conn["key"] = str(conn.get("key", "")).encode()
         km.load_connection_info(conn)
@@ -383,15 +385,15 @@ class KernelRegistry(LoggingConfigurable):
         launch_args: Any = {"env": {**base_environment(), **env}, "kernel_id": kid}
         km._launch_args = launch_args
         hub = KernelHub(kid, self._limits())
-        hub.last_activity = datetime.fromtimestamp(float(record.get("last_activity") or time.time()), timezone.utc)
+        hub.last_activity = datetime.fromtimestamp(record["last_activity"] or time.time(), timezone.utc)
         try:
             await hub.connect(dict(km.get_connection_info(session=False)), attach_timeout, km.is_alive)
         except KernelNotReady as exc:
             hub.close()
-            raise GatewayError(503, f"Kernel {kid} ({record['name']}) is recorded as running but does not answer "
+            raise GatewayError(503, f"Kernel {kid} ({name}) is recorded as running but does not answer "
                                f"({exc}); try again shortly.", reason="Kernel unreachable") from None
-        rec = KernelRecord(kid, record["name"], record["owner"], record.get("started_by", record["owner"]), km, hub,
-                           created=datetime.fromtimestamp(float(record.get("created", time.time())), timezone.utc),
+        rec = KernelRecord(kid, name, record["owner"], record["started_by"], km, hub,
+                           created=datetime.fromtimestamp(record["created"] or time.time(), timezone.utc),
                            launch_env=dict(env))
         rec.ready = True
         self.kernels[kid] = rec

@@ -21,6 +21,7 @@ from traitlets.config import LoggingConfigurable
 from ..logs import kernel_event
 from ..plugins import resolve_class
 from .records import connection_problem, identity_problem, record_of, recovery_env
+from .session_record import SessionRecord
 from .store import RecordTooLarge, SessionStore
 
 if TYPE_CHECKING:
@@ -118,17 +119,17 @@ class SessionKeeper(LoggingConfigurable):
         self._warned.add((kernel_id, reason))
         self.log.warning("%s", msg)
 
-    def _trusted(self, record: dict[str, Any]) -> bool:
+    def _trusted(self, record: SessionRecord) -> bool:
         """Whether a (MAC-verified) record may be acted on: listed, counted, attached, swept by its
         application. Checked: who owns it and who started it (user names), its connection info,
         and its restart environment (:func:`.records.recovery_env`: KERNEL_USERNAME, the restart's
         --proxy-user, must be the owner). A refusal is logged once and remembered until the
         record changes; such kernels are neither listed nor attached nor swept."""
-        kid, stamp = record["kernel_id"], record.get("updated")
+        kid, stamp = record["kernel_id"], record["updated"]
         known = self._refused.get(kid)
         if known is not None and known[0] == stamp:
             return False
-        problem = identity_problem(record) or connection_problem(record.get("connection_info"))
+        problem = identity_problem(record) or connection_problem(record["connection_info"])
         if problem is None:
             try:
                 recovery_env(record, self.registry.allowed_envs)
@@ -173,16 +174,16 @@ class SessionKeeper(LoggingConfigurable):
         if store is not None:
             await store.remove(kernel_id)
 
-    async def find(self, kernel_id: str) -> Optional[dict[str, Any]]:
+    async def find(self, kernel_id: str) -> Optional[SessionRecord]:
         store = await self._get_store()
         if store is None:
             return None
         record = await store.get(kernel_id)
-        if record is None or record.get("gateway_id") != self.gateway_id:
+        if record is None or record["gateway_id"] != self.gateway_id:
             return None
         return record if self._trusted(record) else None
 
-    async def records(self) -> list[dict[str, Any]]:
+    async def records(self) -> list[SessionRecord]:
         store = await self._get_store()
         if store is None:
             return []
@@ -190,7 +191,7 @@ class SessionKeeper(LoggingConfigurable):
         present = {r["kernel_id"] for r in stored}
         for kid in [k for k in self._refused if k not in present]:  # its record is gone: no longer protected
             del self._refused[kid]
-        return [r for r in stored if r.get("gateway_id") == self.gateway_id and self._trusted(r)]
+        return [r for r in stored if r["gateway_id"] == self.gateway_id and self._trusted(r)]
 
     async def probe(self) -> dict[str, Any]:
         """Health check: one read from the session store."""
@@ -206,7 +207,7 @@ class SessionKeeper(LoggingConfigurable):
             self._store = None
 
     # -- attach -------------------------------------------------------------------------
-    async def attach(self, record: dict[str, Any]) -> Optional[KernelRecord]:
+    async def attach(self, record: SessionRecord) -> Optional[KernelRecord]:
         """Hold the kernel of ``record`` here; None if it is gone (its record is removed then)."""
         kid = record["kernel_id"]
         held = self.registry.kernels.get(kid)
@@ -228,17 +229,17 @@ class SessionKeeper(LoggingConfigurable):
         finally:
             self._attaching.pop(kid, None)
 
-    async def _attach(self, record: dict[str, Any]) -> Optional[KernelRecord]:
+    async def _attach(self, record: SessionRecord) -> Optional[KernelRecord]:
         registry = self.registry
         env = self._recovery_env(record)
         if env is None:
             return None
-        if record.get("connection_info") is None:
+        if record["connection_info"] is None:
             await self._abandoned_launch(record)
             return None
         return await registry.adopt(record, env, self.attach_timeout)
 
-    def _recovery_env(self, record: dict[str, Any]) -> Optional[dict[str, str]]:
+    def _recovery_env(self, record: SessionRecord) -> Optional[dict[str, str]]:
         """The environment a recorded kernel restarts with, filtered as a start request's, if its
         record may be acted on (:meth:`_trusted`); None (logged once) if not."""
         if not self._trusted(record):
@@ -250,17 +251,17 @@ class SessionKeeper(LoggingConfigurable):
                             f"{', '.join(map(repr, dropped))}")
         return env
 
-    async def _abandoned_launch(self, record: dict[str, Any]) -> None:
+    async def _abandoned_launch(self, record: SessionRecord) -> None:
         """A record of a launch that never completed: once it is old enough, end it."""
         kid = record["kernel_id"]
-        if time.time() - float(record.get("created", 0)) < self.registry.max_launch_timeout + 60:
+        if time.time() - record["created"] < self.registry.max_launch_timeout + 60:
             return  # another instance may still be launching it
-        app_id = (record.get("provisioner_info") or {}).get("app_id")
+        app_id = record["provisioner_info"].get("app_id")
         if app_id:
             with contextlib.suppress(Exception):
                 await self.registry.yarn_services.rm().kill(app_id, wait=20)
-        kernel_event(self.log, "launch abandoned", kid, str(record.get("owner", "")), app_id=app_id,
-                     kernelspec=record.get("name"), detail="the launch never completed; ended and forgotten",
+        kernel_event(self.log, "launch abandoned", kid, record["owner"], app_id=app_id,
+                     kernelspec=record["name"], detail="the launch never completed; ended and forgotten",
                      level=logging.WARNING)
         await self.forget(kid)
 
@@ -273,7 +274,7 @@ class SessionKeeper(LoggingConfigurable):
             return 0
         sem = asyncio.Semaphore(8)
 
-        async def one(record: dict[str, Any]) -> bool:
+        async def one(record: SessionRecord) -> bool:
             async with sem:
                 try:
                     return await self.attach(record) is not None

@@ -1,6 +1,6 @@
 """Session records: what a gateway needs to reconnect to a running kernel after a restart.
 
-A record is a JSON object (see :func:`make_record`) holding the owner, the kernelspec,
+A record is a JSON object (:class:`~.session_record.SessionRecord`) holding the owner, the kernelspec,
 the connection info (with the kernel's HMAC key: records are secrets — files are 0600 in
 a directory only the gateway's user may write, ZooKeeper nodes carry ACLs), the
 provisioner's checkpoint (YARN application id, control port) and timestamps. It is
@@ -38,8 +38,8 @@ from ..logs import safe_text
 from ..utils import run_blocking
 from .private_files import PrivateFileError, directory_problem, read_private, write_private
 from .record_mac import RecordRejected, fingerprint, load_key, seal, unseal
+from .session_record import RecordMalformed, SessionRecord, parse_record
 
-RECORD_VERSION = 1
 KERNEL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _APP_ID = re.compile(r"application_\d{1,20}_\d{1,10}")
 _WARNED_MAX = 4096
@@ -55,40 +55,6 @@ class StoreUnusable(OSError):
 
 class RecordTooLarge(ValueError):
     """A record to write is larger than ``max_record_bytes``."""
-
-
-def make_record(**fields: Any) -> dict[str, Any]:
-    """A record with the fields every store understands (``kernel_id`` is required)."""
-    if not fields.get("kernel_id"):
-        raise ValueError("a session record needs a kernel_id")
-    now = time.time()
-    rec: dict[str, Any] = {"version": RECORD_VERSION, "created": now, "updated": now}
-    rec.update(fields)
-    return rec
-
-
-_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,), "started_by": (str,), "gateway_id": (str,), "provisioner": (str,), "state": (str,),
-    "env": (dict,), "provisioner_info": (dict, type(None)), "connection_info": (dict, type(None)),
-    "created": (int, float), "updated": (int, float), "last_activity": (int, float, type(None)),
-}
-
-
-def record_problem(rec: Any) -> Optional[str]:
-    """Why ``rec`` is not a well-formed session record, or None."""
-    if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION:
-        return f"record version {str(rec.get('version') if isinstance(rec, dict) else None)[:20]!r} is not " \
-               f"{RECORD_VERSION}"
-    if not isinstance(rec.get("kernel_id"), str) or not isinstance(rec.get("owner"), str):
-        return "it has no kernel_id or owner"
-    for name, types in _OPTIONAL_TYPES.items():
-        if name in rec and (not isinstance(rec[name], types) or isinstance(rec[name], bool)):
-            return f"its {name!r} is a {type(rec[name]).__name__}"
-    return None
-
-
-def valid_record(rec: Any) -> bool:
-    return record_problem(rec) is None
 
 
 class SessionStore(LoggingConfigurable):
@@ -159,7 +125,7 @@ class SessionStore(LoggingConfigurable):
         """Raise :class:`StoreConfigError` for an unsafe configuration (blocking; subclasses extend)."""
 
     # -- sealing and verifying --------------------------------------------------------------
-    def _seal(self, record: dict[str, Any]) -> bytes:
+    def _seal(self, record: SessionRecord) -> bytes:
         if self._key is None:
             raise RuntimeError("the session store was not prepared")
         data = seal(self._key, record)
@@ -169,16 +135,15 @@ class SessionStore(LoggingConfigurable):
                                  "and the kernel will not survive a gateway restart")
         return data
 
-    def _open(self, kernel_id: str, data: bytes, where: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    def _open(self, kernel_id: str, data: bytes, where: str) -> tuple[Optional[SessionRecord], Optional[str]]:
         """(the trusted record stored as ``data`` at ``where``, None) or (None, why it is not trusted:
         logged once). Runs in the executor: it changes no state but the warning memory."""
         if self._key is None:
             raise RuntimeError("the session store was not prepared")
         try:
-            rec = unseal(self._key, kernel_id, data, self.max_record_bytes)
-            problem = record_problem(rec)
-            if problem:
-                raise RecordRejected(problem)
+            rec = parse_record(unseal(self._key, kernel_id, data, self.max_record_bytes))
+        except RecordMalformed as exc:
+            return None, self._reject(kernel_id, where, RecordRejected(str(exc)), data)
         except RecordRejected as exc:
             return None, self._reject(kernel_id, where, exc, data)
         return rec, None
@@ -220,11 +185,11 @@ class SessionStore(LoggingConfigurable):
             self.rejected[kernel_id] = reason
 
     # -- the contract -----------------------------------------------------------------------
-    async def put(self, record: dict[str, Any]) -> None:
+    async def put(self, record: SessionRecord) -> None:
         """Create or replace the record of ``record['kernel_id']`` (:class:`RecordTooLarge` if too big)."""
         raise NotImplementedError
 
-    async def get(self, kernel_id: str) -> Optional[dict[str, Any]]:
+    async def get(self, kernel_id: str) -> Optional[SessionRecord]:
         """The record of ``kernel_id``, or None (also for an untrusted record)."""
         raise NotImplementedError
 
@@ -232,7 +197,7 @@ class SessionStore(LoggingConfigurable):
         """Forget ``kernel_id`` (no error if unknown)."""
         raise NotImplementedError
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def all(self) -> list[SessionRecord]:
         """Every trusted record; the others are logged, skipped and listed in :attr:`rejected`."""
         raise NotImplementedError
 
@@ -298,10 +263,10 @@ class DirectoryStore(SessionStore):
             raise ValueError(f"bad kernel id {kernel_id!r}")
         return os.path.join(self._dir or os.path.realpath(self.directory), f"{kernel_id}.json")
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: SessionRecord) -> None:
         write_private(self._path(record["kernel_id"]), self._seal(record))
 
-    def _read(self, kernel_id: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    def _read(self, kernel_id: str) -> tuple[Optional[SessionRecord], Optional[str]]:
         path = self._path(kernel_id)
         try:
             data = read_private(path, self.max_record_bytes)
@@ -311,7 +276,7 @@ class DirectoryStore(SessionStore):
             return None, self._reject(kernel_id, path, exc)
         return self._open(kernel_id, data, path)
 
-    def _all(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def _all(self) -> tuple[list[SessionRecord], dict[str, str]]:
         directory = self._dir or os.path.realpath(self.directory)
         try:
             names = sorted(os.listdir(directory))
@@ -332,8 +297,9 @@ class DirectoryStore(SessionStore):
                 rejected[kid] = reason
         return out, rejected
 
-    async def put(self, record: dict[str, Any]) -> None:
-        record = dict(record, updated=time.time())
+    async def put(self, record: SessionRecord) -> None:
+        record = record.copy()
+        record["updated"] = time.time()
         await run_blocking(self._write, record)
 
     async def probe(self) -> None:
@@ -342,7 +308,7 @@ class DirectoryStore(SessionStore):
         if problem:
             raise StoreUnusable(problem)
 
-    async def get(self, kernel_id: str) -> Optional[dict[str, Any]]:
+    async def get(self, kernel_id: str) -> Optional[SessionRecord]:
         rec, reason = await run_blocking(self._read, kernel_id)
         self._note(kernel_id, reason)
         return rec
@@ -352,7 +318,7 @@ class DirectoryStore(SessionStore):
             await run_blocking(os.remove, self._path(kernel_id))
         self.rejected.pop(kernel_id, None)
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def all(self) -> list[SessionRecord]:
         records, self.rejected = await run_blocking(self._all)
         return records
 

@@ -29,6 +29,7 @@ from traitlets import Bool, Enum, Float, Unicode
 
 from ..utils import run_blocking
 from .private_files import PrivateFileError, read_private
+from .session_record import SessionRecord
 from .store import KERNEL_ID, SessionStore, StoreConfigError
 
 _CREDENTIALS_MAX = 4096
@@ -181,7 +182,7 @@ class ZooKeeperStore(SessionStore):
             raise ValueError(f"bad kernel id {kernel_id!r}")
         return f"{self.root}/sessions/{kernel_id}"
 
-    def _put(self, record: dict[str, Any]) -> None:
+    def _put(self, record: SessionRecord) -> None:
         from kazoo.exceptions import NodeExistsError
 
         data = self._seal(record)
@@ -191,7 +192,7 @@ class ZooKeeperStore(SessionStore):
         except NodeExistsError:
             self._zk.set(node, data)
 
-    def _get(self, kernel_id: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    def _get(self, kernel_id: str) -> tuple[Optional[SessionRecord], Optional[str]]:
         from kazoo.exceptions import NoAuthError, NoNodeError
 
         node = self._node(kernel_id)
@@ -206,7 +207,7 @@ class ZooKeeperStore(SessionStore):
                                       f"SessionStore.max_record_bytes ({self.max_record_bytes})")
         return self._open(kernel_id, bytes(data or b""), node)
 
-    def _all(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def _all(self) -> tuple[list[SessionRecord], dict[str, str]]:
         out, rejected = [], {}
         for kid in sorted(self._zk.get_children(f"{self.root}/sessions")):
             if not KERNEL_ID.fullmatch(kid):
@@ -225,10 +226,12 @@ class ZooKeeperStore(SessionStore):
         with contextlib.suppress(NoNodeError):
             self._zk.delete(self._node(kernel_id))
 
-    async def put(self, record: dict[str, Any]) -> None:
-        await run_blocking(self._put, dict(record, updated=time.time()))
+    async def put(self, record: SessionRecord) -> None:
+        record = record.copy()
+        record["updated"] = time.time()
+        await run_blocking(self._put, record)
 
-    async def get(self, kernel_id: str) -> Optional[dict[str, Any]]:
+    async def get(self, kernel_id: str) -> Optional[SessionRecord]:
         rec, reason = await run_blocking(self._get, kernel_id)
         self._note(kernel_id, reason)
         return rec
@@ -237,7 +240,7 @@ class ZooKeeperStore(SessionStore):
         await run_blocking(self._remove, kernel_id)
         self.rejected.pop(kernel_id, None)
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def all(self) -> list[SessionRecord]:
         records, self.rejected = await run_blocking(self._all)
         return records
 
