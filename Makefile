@@ -15,7 +15,7 @@ APT_PACKAGES := krb5-kdc krb5-admin-server krb5-user libkrb5-dev zookeeper \
                 r-base-core r-cran-irkernel rpm maven openjdk-17-jdk-headless
 PYTEST_ARGS ?=
 
-.PHONY: help deps apt venv cluster-env devcluster-jars run stop-cluster test test-fast test-unit client-wheelhouse lint bench clean
+.PHONY: help deps apt venv cluster-env curve-kernel-env devcluster-jars run stop-cluster test test-fast test-unit client-wheelhouse lint bench clean
 
 help:
 	@echo "make run    - install what is needed, start a single-host YARN and the gateway (prints how to connect)"
@@ -53,6 +53,18 @@ $(CLUSTER_ENV)/.stamp: Makefile
 
 cluster-env: $(CLUSTER_ENV)/.stamp
 
+# A local kernel that speaks CurveZMQ (ipykernel 7 declares `supported_encryption`): the
+# relay's encrypted path is tested end to end against it. Its own venv: the gateway's and the
+# cluster's kernels stay on ipykernel 6 until every launcher moves.
+CURVE_KERNEL_ENV ?= build/curve-kernel-venv
+$(CURVE_KERNEL_ENV)/.stamp: Makefile
+	test -x $(CURVE_KERNEL_ENV)/bin/python || $(PYTHON) -m venv $(CURVE_KERNEL_ENV)
+	$(CURVE_KERNEL_ENV)/bin/pip install -q --upgrade pip
+	$(CURVE_KERNEL_ENV)/bin/pip install -q ipykernel==7.4.0
+	touch $@
+
+curve-kernel-env: $(CURVE_KERNEL_ENV)/.stamp
+
 # Apache Hadoop's ResourceManager/NodeManager jars from Maven Central (cached in ~/.m2; the
 # classpath in ~/.cache/yarn-gateway-devcluster). Nothing is resolved again once cached.
 devcluster-jars: venv
@@ -63,8 +75,9 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # pytest's exit code 5 ("no tests collected") must never pass for success.
-test: deps lint scala-launcher client-wheelhouse
-	@YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) YARNGW_CLIENT_WHEELHOUSE=$(CLIENT_WHEELHOUSE) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+test: deps lint scala-launcher client-wheelhouse curve-kernel-env
+	@YARN_GATEWAY_CLUSTER_ENV=$(CLUSTER_ENV) YARNGW_CLIENT_WHEELHOUSE=$(CLIENT_WHEELHOUSE) \
+	YARNGW_CURVE_KERNEL_PYTHON=$(CURVE_KERNEL_ENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
 
 # Wheels of the desktop package and its dependencies, so that the packaging test installs it

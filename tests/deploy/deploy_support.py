@@ -6,12 +6,13 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from typing import Any, Optional
 
 import pytest
+
+from helpers.waiting import wait_until_sync
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN_USER = "alice"
@@ -39,24 +40,31 @@ def get_api(port: int, path: str = "api", token: Optional[str] = TOKEN, timeout:
 def wait_api(port: int, deadline_s: float = 60, proc: Optional[subprocess.Popen[Any]] = None,
              log: Optional[str] = None) -> dict[str, Any]:
     """Wait until GET /api answers 200 with a version; fail with the daemon's log otherwise."""
-    end = time.monotonic() + deadline_s
     last: Any = None
-    while time.monotonic() < end:
+
+    def failure() -> str:
+        text = ""
+        if log and os.path.exists(log):
+            with open(log, encoding="utf-8", errors="replace") as f:
+                text = f.read()[-4000:]
+        return f"gateway on port {port} did not answer /api (last: {last!r}):\n{text}"
+
+    def answered() -> Optional[dict[str, Any]]:
+        nonlocal last
         if proc is not None and proc.poll() is not None:
-            break
+            pytest.fail(failure())
         try:
             status, body = get_api(port)
-            if status == 200 and isinstance(body, dict) and "version" in body:
-                return body
-            last = status
         except OSError as exc:
             last = exc
-        time.sleep(0.2)
-    text = ""
-    if log and os.path.exists(log):
-        with open(log, encoding="utf-8", errors="replace") as f:
-            text = f.read()[-4000:]
-    pytest.fail(f"gateway on port {port} did not answer /api (last: {last!r}):\n{text}")
+            return None
+        if status == 200 and isinstance(body, dict) and "version" in body:
+            return body
+        last = status
+        return None
+
+    answer: dict[str, Any] = wait_until_sync(answered, deadline_s, failure, interval=0.2)
+    return answer
 
 
 def write_token_file(path: str, owner: Optional[str] = None) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import psutil
 import pytest
 
 from devcluster import Cluster, ClusterSpec, procs
+from helpers.waiting import wait_until_sync
 from helpers.yarn_cluster import default_port_base
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
@@ -56,15 +56,15 @@ def test_devcluster_start_reuse_submit_and_stop_by_pid(tmp_path: Any) -> None:
                               "spark.yarn.submit.waitAppCompletion=false", str(job)],
                              env=env, capture_output=True, text=True, timeout=180, check=False)
         assert out.returncode == 0, out.stderr[-3000:]
-        deadline = time.monotonic() + 120
         containers: list[int] = []
-        while time.monotonic() < deadline:
+
+        def sleeper_runs() -> bool:
+            nonlocal containers
             containers = list(procs.container_pids(cluster.nm_local))
-            if any("sleeper.py" in " ".join(psutil.Process(p).cmdline()) for p in containers
-                   if psutil.pid_exists(p)):
-                break
-            time.sleep(0.5)
-        assert containers, "no container process appeared"
+            return any("sleeper.py" in " ".join(psutil.Process(p).cmdline()) for p in containers
+                       if psutil.pid_exists(p))
+
+        wait_until_sync(sleeper_runs, 120, "the job's container process (sleeper.py) appeared", interval=0.5)
         app = cluster.apps()[0]
         assert app["user"] == "alice" and app["queue"] == "default"
         listed = cluster.yarn("application", "-list")

@@ -9,6 +9,7 @@ import pytest
 
 from helpers.gwclient import GatewayClient
 from helpers.jupyter_server import JupyterServer
+from helpers.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,10 +54,6 @@ async def test_jupyter_server_through_gateway(make_gateway: Any, tmp_path: Any) 
 
         d = await desk.request("DELETE", f"api/kernels/{kid}")
         assert d.code == 204, d.body
-        for _ in range(50):
-            if kid not in gw.registry.kernels:
-                break
-            await asyncio.sleep(0.1)
-        assert kid not in gw.registry.kernels
+        await wait_until(lambda: kid not in gw.registry.kernels, 5, f"the gateway forgot kernel {kid}", interval=0.1)
     finally:
         await js.stop()

@@ -16,6 +16,7 @@ from traitlets.config import Config
 
 from helpers.gwclient import GatewayClient
 from helpers.jupyter_server import free_port
+from helpers.waiting import wait_until
 from yarn_gateway.app import YarnGatewayApp
 
 
@@ -53,17 +54,17 @@ def test_generate_config_writes_a_loadable_commented_file(tmp_path: Any) -> None
 
 
 async def _wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[Any], **kw: Any) -> int:
-    for _ in range(100):
+    async def answer() -> int | None:
         assert proc.poll() is None, proc.communicate()[0]
         try:
             r = await AsyncHTTPClient().fetch(HTTPRequest(url, headers=headers, request_timeout=2, **kw),
                                               raise_error=False)
-            if r.code != 599:
-                return r.code
         except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError(url)
+            return None
+        return r.code if r.code != 599 else None
+
+    code: int = await wait_until(answer, 10, f"the gateway answered {url}", interval=0.1)
+    return code
 
 
 async def test_token_from_environment_and_graceful_sigterm(tmp_path: Any) -> None:

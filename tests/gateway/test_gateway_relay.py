@@ -13,6 +13,7 @@ import pytest
 from tornado.websocket import WebSocketClosedError
 
 from helpers.gwclient import V1
+from helpers.waiting import wait_until
 
 
 @pytest.mark.parametrize("protocol", ["", V1])
@@ -105,11 +106,8 @@ async def test_replay_overflow_is_reported_and_status_delivered(make_gateway: An
     msg = await ws.send_execute(code)
     ws.close()  # gone before the kernel (sleeping 0.5 s first) prints anything
     hub = gw.registry.kernels[kid].hub
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not (hub.execution_state == "idle" and hub.sessions[ws.session_id].dropped):
-        assert loop.time() < deadline, "the cell did not finish while the client was away"
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: hub.execution_state == "idle" and hub.sessions[ws.session_id].dropped, 60,
+                     "the cell finished while the client was away, its session having dropped output", interval=0.1)
     ws2 = await c.connect(kid, session_id=ws.session_id)
     res = await ws2.collect(msg["header"]["msg_id"], timeout=60)
     assert res.status == "ok"
@@ -231,11 +229,9 @@ async def test_slow_client_is_told_what_it_missed_and_gets_the_final_status(make
     ws = await c.connect(kid)
     msg = await ws.send_execute("for i in range(3000): print('x' * 8000, flush=True)")
     hub = gw.registry.kernels[kid].hub
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while hub.execution_state != "idle" or loop.time() < deadline - 55:  # not reading for >= 5 s
-        assert loop.time() < deadline
-        await asyncio.sleep(0.2)
+    await asyncio.sleep(5)  # not reading for >= 5 s
+    await wait_until(lambda: hub.execution_state == "idle", 55, "the cell finished while the client read nothing",
+                     interval=0.2)
     res = await ws.collect(msg["header"]["msg_id"], timeout=60)
     assert res.status == "ok"  # the execute_reply was not dropped, and the final idle arrived
     assert "output message(s) from this kernel were lost" in res.stderr

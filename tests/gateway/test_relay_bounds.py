@@ -20,6 +20,7 @@ import pytest
 from tornado.websocket import WebSocketClosedError
 
 from helpers.gwclient import GatewayClient
+from helpers.waiting import wait_until
 from yarn_gateway.relay import zmtp
 from yarn_gateway.relay.zmtp import Endpoint, ZmtpChannel
 
@@ -56,14 +57,6 @@ class RssPeak:
         return self.peak - self.base
 
 
-async def _wait(cond: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def _legit_round_trip(c: GatewayClient, kid: str, code: str = "6*7", want: str = "42") -> None:
     ws = await c.connect(kid)
     try:
@@ -91,7 +84,7 @@ async def test_300_mib_of_output_with_no_client_attached_leaves_the_gateway_rss_
             pass  # the cell runs
         ws.close()  # nobody attached while the kernel builds and publishes its 300 MiB
         await _legit_round_trip(bob, bob_kid)  # another user meanwhile
-        await _wait(lambda: hub.execution_state == "idle", 120, "the cell to end")
+        await wait_until(lambda: hub.execution_state == "idle", 120, "the cell ended (kernel idle)")
     print(f"RSS growth, 300 MiB published with no client: {rss.growth / MiB:.1f} MiB")
     assert rss.growth < OUTPUT_RSS_BOUND, f"the gateway's RSS grew by {rss.growth / MiB:.0f} MiB"
     # The client comes back: it is told what was dropped, in order, and gets the rest.

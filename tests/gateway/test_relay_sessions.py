@@ -3,20 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
-
-async def _wait(cond: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+from helpers.waiting import wait_until
 
 
 def _kernel_connections(gw: Any, kid: str) -> int:
@@ -42,12 +35,9 @@ async def test_100_websockets_with_distinct_sessions_leave_no_kernel_connections
             assert (await ws.execute(f"{i}+1")).text == str(i + 1)
             assert (await bob_ws.execute("6*7")).text == "42"  # the other user, meanwhile
         ws.close()
-        await _wait(lambda: hub.connections == 0, 10, "the websocket to close")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while (grown := proc.num_fds() - before) >= 10 and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-    assert grown < 10, f"{grown} file descriptors more after 100 closed client sessions"
+        await wait_until(lambda: hub.connections == 0, 10, "the websocket closed")
+    await wait_until(lambda: proc.num_fds() - before < 10, 5, interval=0.1, what=lambda: (
+        f"fewer than 10 more file descriptors after 100 closed client sessions: {proc.num_fds() - before} more"))
     assert _kernel_connections(gateway, kid) == conns
     assert len(hub.sessions) <= gateway.registry.max_sessions_per_kernel
     assert (await bob_ws.execute("6*7")).text == "42"
@@ -73,7 +63,7 @@ async def test_sessions_per_kernel_are_capped_and_detached_ones_make_room(make_g
     # One client leaves: its detached session gives way to a new one.
     gone = attached.pop()
     gone.close()
-    await _wait(lambda: hub.connections == 2, 10, "the websocket to close")
+    await wait_until(lambda: hub.connections == 2, 10, "the websocket closed (2 of 3 left)")
     ws = await c.connect(kid)
     assert (await ws.execute("1+1")).text == "2"
     assert len(hub.sessions) == 3 and gone.session_id not in hub.sessions
@@ -113,10 +103,10 @@ async def test_a_detached_session_keeps_its_connections_until_its_reply_and_then
     assert (await a.execute("import time")).status == "ok"
     msg = await a.send_execute("time.sleep(1.5); print('done')")
     a.close()  # gone while its request runs
-    await _wait(lambda: hub.connections == 0, 10, "the websocket to close")
+    await wait_until(lambda: hub.connections == 0, 10, "the websocket closed")
     assert _kernel_connections(gateway, kid) == conns + 2  # a reply is owed to it: its connections stay
-    await _wait(lambda: hub.execution_state == "idle", 30, "the reply")
-    await _wait(lambda: _kernel_connections(gateway, kid) == conns, 5, "its connections to be released")
+    await wait_until(lambda: hub.execution_state == "idle", 30, "the cell finished (kernel idle)")
+    await wait_until(lambda: _kernel_connections(gateway, kid) == conns, 5, "its kernel connections were released")
     # Another client's output while the first is away (and holds no kernel connection) ...
     b = await c.connect(kid)
     other = await b.execute("print('from b')")
@@ -150,8 +140,8 @@ async def test_a_detached_session_stops_waiting_for_a_reply_that_never_comes(gat
     for _ in range(5):
         await a.send(a.message("no_such_request", {}))  # the kernel answers none of these
     a.close()
-    await _wait(lambda: hub.connections == 0, 10, "the websocket to close")
-    await _wait(lambda: _kernel_connections(gateway, kid) == conns, 10, "its connections to be released")
+    await wait_until(lambda: hub.connections == 0, 10, "the websocket closed")
+    await wait_until(lambda: _kernel_connections(gateway, kid) == conns, 10, "its kernel connections were released")
     a2 = await c.connect(kid, session_id=a.session_id)
     assert (await a2.execute("40+2")).text == "42"
     a2.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import zmq
 
+from helpers.waiting import wait_until
 from yarn_gateway.relay import zmtp
 from yarn_gateway.relay.batch import batching, defer_flush
 from yarn_gateway.relay.zmtp import ChannelClosed, Endpoint, KernelNotTaking, ZmtpChannel
@@ -40,13 +41,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _until(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: bytes) -> None:
     """A scripted peer's side of the greeting, in libzmq's steps; then its READY (as given)."""
     signature = await reader.readexactly(10)
@@ -59,10 +53,7 @@ async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rea
 
 
 async def _recv(sock: zmq.Socket, timeout: float = 10.0) -> list[bytes]:
-    deadline = time.monotonic() + timeout
-    while not sock.poll(0):
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.002)
+    await wait_until(lambda: sock.poll(0), timeout, "a message arrived on the libzmq socket", interval=0.002)
     return sock.recv_multipart()
 
 
@@ -85,7 +76,7 @@ async def test_dealer_talks_to_a_router_with_its_identity(ctx: zmq.Context) -> N
     for i in range(n):  # replies are routed to us by the identity we announced
         router.send_multipart([b"session-1", b"reply", str(i).encode()])
     router.send_multipart([b"session-1", big, b"end"])
-    await _until(lambda: len(got) == n + 1)
+    await wait_until(lambda: len(got) == n + 1, 10, f"all {n + 1} messages routed to us arrived", interval=0.005)
     assert [int(f[1]) for f in got[:n]] == list(range(n))
     assert all(f[0] == b"reply" and len(f) == 2 for f in got[:n])  # multipart messages stay whole
     assert got[n] == [big, b"end"]
@@ -98,13 +89,18 @@ async def test_sub_receives_everything_published(ctx: zmq.Context) -> None:
     pub, ep = _bound(ctx, zmq.PUB)
     got: list[list[bytes]] = []
     chan = ZmtpChannel(ep, "SUB", got.append)
-    while not got:  # until the subscription has reached the publisher
-        pub.send_multipart([b"topic", b"probe"])
-        await asyncio.sleep(0.01)
+
+    def subscribed() -> bool:
+        if got:
+            return True
+        pub.send_multipart([b"topic", b"probe"])  # checked before sending: the last probe had time to arrive
+        return False
+
+    await wait_until(subscribed, 10, "the subscription reached the publisher (a probe arrived)", interval=0.01)
     got.clear()
     for i in range(5000):
         pub.send_multipart([b"topic", str(i).encode()])
-    await _until(lambda: len(got) == 5000)
+    await wait_until(lambda: len(got) == 5000, 10, "all 5000 published messages arrived", interval=0.005)
     assert [int(f[1]) for f in got] == list(range(5000))
     chan.close()
     pub.close()
@@ -137,12 +133,12 @@ async def test_reconnects_to_a_restarted_kernel_on_the_same_port(ctx: zmq.Contex
     chan.send([b"before"])
     assert (await _recv(router))[1:] == [b"before"]
     router.close()
-    await _until(lambda: not chan.connected)
+    await wait_until(lambda: not chan.connected, 10, "the channel saw the kernel go", interval=0.005)
     chan.send([b"while away"])  # kept until the kernel is back
     router, _ = _bound(ctx, zmq.ROUTER, ep.port)
     assert (await _recv(router))[1:] == [b"while away"]
     router.send_multipart([b"me", b"after"])
-    await _until(lambda: got == [[b"after"]])
+    await wait_until(lambda: got == [[b"after"]], 10, "the restarted kernel's message arrived", interval=0.005)
     chan.close()
     router.close()
 
@@ -154,11 +150,11 @@ async def test_pacing_batches_a_flood_and_bounds_the_delay(ctx: zmq.Context) -> 
     await _handshake(router, chan)
     chan.pace = 0.05
     router.send_multipart([b"me", b"0"])
-    await _until(lambda: len(arrivals) == 1)
+    await wait_until(lambda: len(arrivals) == 1, 10, "the first message arrived", interval=0.005)
     sent_at = time.monotonic()
     for i in range(1, 21):  # right after a read: these wait for the next paced one
         router.send_multipart([b"me", str(i).encode()])
-    await _until(lambda: len(arrivals) == 21)
+    await wait_until(lambda: len(arrivals) == 21, 10, "the 20 paced messages arrived", interval=0.005)
     times = [t for t, _ in arrivals[1:]]
     assert [i for _, i in arrivals] == list(range(21))
     assert max(times) - min(times) < 0.02  # one batch (allowing for a split at a TCP boundary)
@@ -168,7 +164,7 @@ async def test_pacing_batches_a_flood_and_bounds_the_delay(ctx: zmq.Context) -> 
     chan.pace = 0.0
     await asyncio.sleep(0.1)
     router.send_multipart([b"me", b"21"])
-    await _until(lambda: len(arrivals) == 22, timeout=0.5)
+    await wait_until(lambda: len(arrivals) == 22, 0.5, "the unpaced message arrived", interval=0.005)
     chan.close()
     router.close()
 
@@ -187,7 +183,7 @@ async def test_writes_deferred_during_a_batch_are_flushed_when_it_ends(ctx: zmq.
     await _handshake(router, chan)
     for i in range(3):
         router.send_multipart([b"me", str(i).encode()])
-    await _until(lambda: "flush" in log)
+    await wait_until(lambda: "flush" in log, 10, "the deferred write was flushed", interval=0.005)
     assert not batching()
     assert log.index("flush") > log.index("0")  # after the messages of its batch
     chan.close()
@@ -214,7 +210,8 @@ async def test_a_peer_that_is_not_a_matching_zmq_socket_is_refused(ctx: zmq.Cont
     # A PUB socket where a ROUTER belongs: its READY names it (and libzmq drops us too).
     pub, ep = _bound(ctx, zmq.PUB)
     chan = ZmtpChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k1 (shell)")
-    await _until(lambda: "does not speak ZMTP 3" in caplog.text)
+    await wait_until(lambda: "does not speak ZMTP 3" in caplog.text, 10, "the log says the peer does not speak ZMTP 3",
+                     interval=0.005)
     assert "its socket type is PUB" in caplog.text or "closed the connection during the handshake" in caplog.text
     await asyncio.sleep(0.3)  # retries follow
     assert "Kernel k1 (shell)" in caplog.text and not chan.connected
@@ -238,7 +235,8 @@ async def test_a_peer_that_is_not_a_matching_zmq_socket_is_refused(ctx: zmq.Cont
         port = server.sockets[0].getsockname()[1]
         caplog.clear()
         chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, identity=b"me")
-        await _until(lambda expected=expected: expected in caplog.text)
+        await wait_until(lambda expected=expected: expected in caplog.text, 10, f"the log says {expected!r}",
+                         interval=0.005)
         assert not chan.connected
         chan.close()
         server.close()
@@ -283,7 +281,7 @@ async def test_ready_without_the_command_flag_is_accepted() -> None:
     server = await asyncio.start_server(peer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", got.append, identity=b"me")
-    await _until(lambda: got == [[b"a", b"b"]])
+    await wait_until(lambda: got == [[b"a", b"b"]], 10, "the message after the flagless READY arrived", interval=0.005)
     assert chan.connected
     chan.close()
     server.close()
@@ -319,7 +317,9 @@ async def test_a_peer_that_never_completes_the_handshake_is_dropped_and_retried(
         server, ep = await _scripted_peer(handler)
         chan = ZmtpChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k1 (shell)",
                            handshake_timeout=0.3)
-        await _until(lambda: len(connections) >= 2, timeout=10)  # dropped, then tried again (slowly)
+        await wait_until(lambda: len(connections) >= 2, 10,  # dropped, then tried again (slowly)
+                         "the peer that did not complete the handshake was dropped and connected to again",
+                         interval=0.005)
         assert "did not complete the ZMTP handshake within 0.3 s" in caplog.text and "Kernel k1" in caplog.text
         assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
         assert not chan.connected
@@ -366,7 +366,8 @@ async def test_a_message_past_the_bound_is_skipped_and_reported_and_the_stream_s
     router.send_multipart([b"me", b"one"])
     router.send_multipart([b"me", b"a", part, part, part, b"tail"])  # each frame fits, the total does not
     router.send_multipart([b"me", b"two", part])  # within the bound: delivered whole
-    await _until(lambda: len(got) == 2 and len(dropped) == 2)
+    await wait_until(lambda: len(got) == 2 and len(dropped) == 2, 10, "2 messages delivered and 2 reported oversize",
+                     interval=0.005)
     assert got == [[b"one"], [b"two", part]]
     assert dropped[0] == ([b"head"], 4 + 2 * 1024 * 1024)
     assert dropped[1] == ([b"a", part, part], 1 + 3 * len(part) + 4)

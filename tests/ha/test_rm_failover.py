@@ -8,11 +8,13 @@ RM client follows without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 import requests
 
+from helpers.waiting import wait_until
 from helpers.yarn_cluster import YarnCluster
 from helpers.yarn_specs import NO_EXECUTORS, app_of, yarn_gateway_config
 
@@ -55,15 +57,24 @@ async def test_kernels_survive_active_rm_kill_and_a_new_kernel_starts_through_th
             res = await ws.execute("owner, sc.parallelize(range(100)).sum()", timeout=180)
             assert res.status == "ok", res.error
             assert res.text == f"({user!r}, 4950)"
+
+        async def running_again(app_id: str) -> dict[str, Any]:
+            last: dict[str, Any] = {}
+
+            async def running() -> Any:
+                nonlocal last
+                last = await rm_client.app(app_id)
+                return last if last["state"] == "RUNNING" else None
+
+            app: dict[str, Any] = await wait_until(running, 60, interval=0.5, what=lambda: (
+                f"{app_id} is RUNNING again, seen through the gateway's RM client; last seen: {last}"))
+            return app
+
         # The gateway's RM client (built before the kill) follows: the same object answers from the new RM
         # (a recovered application is RUNNING again once its AM has re-registered there).
         for user, app_id in apps.items():
-            for _ in range(120):
-                app = await rm_client.app(app_id)
-                if app["state"] == "RUNNING":
-                    break
-                await asyncio.sleep(0.5)
-            assert (app["state"], app["user"]) == ("RUNNING", user), app
+            app = await running_again(app_id)
+            assert app["user"] == user, app
         # A new kernel starts through the other RM.
         kid3 = await alice.start_kernel(SPEC, env=NO_EXECUTORS)
         app3 = app_of(gw, kid3)
@@ -80,9 +91,11 @@ async def test_kernels_survive_active_rm_kill_and_a_new_kernel_starts_through_th
     finally:
         # The killed RM comes back as the standby (the HA cluster is shared with other tests).
         await asyncio.to_thread(cluster.start_rm, old)
-        for _ in range(240):
-            if cluster.rm_state(old) == "STANDBY":
-                break
-            await asyncio.sleep(0.5)
+
+        async def standby_again() -> bool:
+            return await asyncio.to_thread(cluster.rm_state, old) == "STANDBY"
+
+        with contextlib.suppress(AssertionError):  # asserted below, once the apps are killed
+            await wait_until(standby_again, 120, f"RM {old} is STANDBY again", interval=0.5)
         await asyncio.to_thread(ha_cluster.kill_live_apps)
-    assert cluster.rm_state(old) == "STANDBY"
+    assert cluster.rm_state(old) == "STANDBY", f"RM {old} is {cluster.rm_state(old)}, not STANDBY again after 120 s"

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from helpers.gwclient import GatewayClient
 from helpers.jupyter_server import free_port
+from helpers.waiting import wait_until
 
 
 class GatewayProcess:
@@ -46,17 +47,17 @@ class GatewayProcess:
                                      stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         client = GatewayClient(self.url, "admin-token-0123456789")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            assert self.proc.poll() is None, self.read_log()[-3000:]
+        proc = self.proc
+
+        async def answers() -> bool:
+            assert proc.poll() is None, self.read_log()[-3000:]
             try:
-                if (await client.request("GET", "api", timeout=2)).code == 200:
-                    return
+                return (await client.request("GET", "api", timeout=2)).code == 200
             except OSError:
-                pass
-            await asyncio.sleep(0.1)
-        raise TimeoutError(self.read_log()[-3000:])
+                return False
+
+        await wait_until(answers, timeout, interval=0.1,
+                         what=lambda: f"the gateway answers GET {self.url}api; its log:\n{self.read_log()[-3000:]}")
 
     def read_log(self) -> str:
         with open(self.log_path, "rb") as f:

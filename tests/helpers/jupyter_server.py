@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -11,6 +10,8 @@ from collections.abc import Mapping
 from typing import Optional
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from helpers.waiting import wait_until
 
 
 def free_port() -> int:
@@ -51,21 +52,21 @@ class JupyterServer:
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.workdir)
         self._log = log
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        async def answers() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"jupyter server exited: {self.read_log()[-3000:]}")
             try:
                 r = await AsyncHTTPClient().fetch(HTTPRequest(self.url + "api/status",
                                                              headers={"Authorization": f"token {self.token}"},
                                                              request_timeout=2), raise_error=False)
-                if r.code == 200:
-                    return
+                return r.code == 200
             except OSError:
-                pass
-            await asyncio.sleep(0.2)
-        raise TimeoutError(f"jupyter server did not start: {self.read_log()[-3000:]}")
+                return False
+
+        await wait_until(answers, timeout, interval=0.2, what=lambda: (
+            f"jupyter server answers {self.url}api/status; its log:\n{self.read_log()[-3000:]}"))
 
     def read_log(self) -> str:
         with open(self.log_path, "rb") as f:
@@ -74,11 +75,10 @@ class JupyterServer:
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            for _ in range(50):
-                if self.proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                self.proc.kill()
+            proc = self.proc
+            try:
+                await wait_until(lambda: proc.poll() is not None, 5, "jupyter server exited on SIGTERM", interval=0.1)
+            except AssertionError:
+                proc.kill()
         if getattr(self, "_log", None):
             self._log.close()

@@ -10,10 +10,10 @@ containers included) when the session ends.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Optional
 
 from devcluster import Cluster, ClusterSpec
+from helpers.waiting import wait_until_sync
 
 #: Port bases of the suite's clusters (make run uses 20000). YARNGW_TEST_PORT_BASE moves them all,
 #: so two test sessions on one machine never share a cluster.
@@ -86,13 +86,16 @@ class YarnCluster:
         return killed
 
     def wait_app(self, app_id: str, states: set[str], timeout: float = 90) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            app = self.app_json(app_id)
-            if app["state"] in states:
-                return app
-            assert time.monotonic() < deadline, f"{app_id} still {app['state']} after {timeout:g} s"
-            time.sleep(0.5)
+        last: dict[str, Any] = {}
+
+        def in_state() -> Optional[dict[str, Any]]:
+            nonlocal last
+            last = self.app_json(app_id)
+            return last if last["state"] in states else None
+
+        app: dict[str, Any] = wait_until_sync(in_state, timeout, interval=0.5,
+                                              what=lambda: f"{app_id} in {sorted(states)} (still {last.get('state')})")
+        return app
 
     def container_log(self, app_id: str, name: str) -> str:
         return self.cluster.container_log(app_id, name)

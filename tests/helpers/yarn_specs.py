@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import shutil
-from typing import Any
+from typing import Any, Optional
+
+from helpers.waiting import wait_until
 
 PORT_RANGE = (42000, 42999)
 #: Start-request env for a kernel that holds no executor until a job asks (dynamic allocation from 0):
@@ -39,14 +41,16 @@ def yarn_gateway_config(cluster: Any) -> dict[str, Any]:
 
 async def wait_app_state(cluster: Any, app_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
     """Poll the RM until ``app_id`` is in one of ``states``; return the app object."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        app: dict[str, Any] = await asyncio.to_thread(cluster.app_json, app_id)
-        if app["state"] in states:
-            return app
-        assert loop.time() < deadline, f"{app_id} still {app['state']}"
-        await asyncio.sleep(0.5)
+    last: dict[str, Any] = {}
+
+    async def in_state() -> Optional[dict[str, Any]]:
+        nonlocal last
+        last = await asyncio.to_thread(cluster.app_json, app_id)
+        return last if last["state"] in states else None
+
+    app: dict[str, Any] = await wait_until(in_state, timeout, interval=0.5,
+                                           what=lambda: f"{app_id} in {sorted(states)} (still {last.get('state')})")
+    return app
 
 
 def app_of(gw: Any, kid: str) -> str:

@@ -6,8 +6,9 @@ import os
 import socket
 import subprocess
 import tempfile
-import time
 from typing import Optional
+
+from helpers.waiting import wait_until_sync
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 
@@ -34,15 +35,19 @@ class ZooKeeperServer:
             ["java", "-Xmx256m", "-cp", f"{self.dir}:{ZK_JAR}:/usr/share/java/slf4j-simple.jar",
              f"-Dzookeeper.log.dir={self.dir}", "org.apache.zookeeper.server.ZooKeeperServerMain", conf],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.ruok():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("ZooKeeper did not start")
+        try:
+            wait_until_sync(self._up, 30, f"ZooKeeper started (answers ruok on {self.hosts})", interval=0.1)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.ruok():
+            return True
+        if self.proc.poll() is not None:
+            raise RuntimeError("ZooKeeper did not start")
+        return False
 
     def ruok(self) -> bool:
         try:

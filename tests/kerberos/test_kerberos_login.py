@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import time
 
 import pytest
 
+from helpers.waiting import wait_until
 from yarn_gateway.kerberos import KerberosLogin, KerberosTicketError, read_tgt
 
 pytestmark = pytest.mark.kerberos
@@ -54,12 +54,13 @@ async def test_renews_then_logs_in_again(krb) -> None:
     try:
         first = login.ticket
         assert first is not None and first.end - first.start <= 12 and first.renewable
-        deadline = time.monotonic() + 30
-        while login.refreshes["login"] < 2 and time.monotonic() < deadline:
-            assert login.valid(), "the ticket must never lapse"
-            await asyncio.sleep(0.25)
+
+        def logged_in_again() -> bool:
+            assert login.valid(), "the ticket must never lapse"  # on every poll
+            return login.refreshes["login"] >= 2
+
+        await wait_until(logged_in_again, 30, lambda: f"a second login (refreshes: {login.refreshes})", interval=0.25)
         assert login.refreshes["renew"] >= 1, login.refreshes
-        assert login.refreshes["login"] >= 2, login.refreshes
         assert login.ticket is not None and login.ticket.end > first.renew_till - 1
     finally:
         await login.stop()
@@ -103,12 +104,8 @@ async def test_cancelled_login_leaves_no_kinit_running(krb, tmp_path) -> None:
     login = KerberosLogin(keytab=krb.gw_keytab, principal=krb.princ("yarngw/localhost"), krb5_conf=str(conf))
     task = asyncio.create_task(login.start())
     me = psutil.Process()
-    deadline = time.monotonic() + 20
-    kinits: list[psutil.Process] = []
-    while not kinits:
-        assert time.monotonic() < deadline, "kinit never started"
-        await asyncio.sleep(0.05)
-        kinits = [c for c in me.children() if c.name() == "kinit"]
+    kinits: list[psutil.Process] = await wait_until(lambda: [c for c in me.children() if c.name() == "kinit"], 20,
+                                                    "kinit started", interval=0.05)
     await asyncio.sleep(0.3)
     assert kinits[0].is_running() and kinits[0].status() != psutil.STATUS_ZOMBIE  # still waiting for the KDC
     task.cancel()

@@ -9,6 +9,7 @@ import pytest
 import requests
 from persist_support import NO_EXECUTORS, states, wait_final
 
+from helpers.waiting import wait_until
 from yarn_gateway.kernels.housekeeping import sweep
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
@@ -85,12 +86,14 @@ async def test_idle_kernel_is_culled_and_its_application_ends(make_gateway: Any,
     ws_alice.close()
     busy_kid = await gw.client("bob").start_kernel(SPEC, NO_EXECUTORS)
     ws = await gw.client("bob").connect(busy_kid)  # at once: bob's kernel is never idle for long
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while idle_kid in gw.registry.kernels:
-        assert loop.time() < deadline, "the idle kernel was not culled"
+
+    async def culled() -> bool:
+        if idle_kid not in gw.registry.kernels:
+            return True
         await ws.execute("1")  # bob keeps his kernel active
-        await asyncio.sleep(1)
+        return False
+
+    await wait_until(culled, 60, "the idle kernel was culled (while bob's stayed busy)", interval=1)
     assert busy_kid in gw.registry.kernels
     # Culling is a shutdown like any other: the launcher ends its application itself.
     final = await wait_final(cluster, app_id, timeout=60)
@@ -99,11 +102,10 @@ async def test_idle_kernel_is_culled_and_its_application_ends(make_gateway: Any,
     assert await _state(cluster, busy_app) in ("ACCEPTED", "RUNNING")  # lazy Spark: RUNNING once it registered
     # The record is forgotten once the shutdown has finished, which may be just after YARN
     # reports the application ended.
-    for _ in range(60):
-        if await gw.registry.sessions.find(idle_kid) is None:
-            break
-        await asyncio.sleep(0.5)
-    assert await gw.registry.sessions.find(idle_kid) is None
+    async def forgotten() -> bool:
+        return await gw.registry.sessions.find(idle_kid) is None
+
+    await wait_until(forgotten, 30, "the culled kernel's session record was removed", interval=0.5)
     assert (await ws.execute("sc.sparkUser()", timeout=120)).text == "'bob'"
     ws.close()
     assert (await gw.client("bob").request("DELETE", f"api/kernels/{busy_kid}")).code == 204

@@ -18,6 +18,7 @@ import pytest
 from Crypto.PublicKey import RSA
 
 from helpers.floods import OTHER_HOST, Flood
+from helpers.waiting import wait_until
 from yarn_gateway.provisioners.response_listener import ResponseListener
 from yarn_gateway_launchers import launcher_protocol as lp
 
@@ -107,11 +108,8 @@ async def test_listener_first_bytes_deadline_cuts_a_slow_header(listener: Respon
     n = DEFAULT_PER_SOURCE  # as many as one address may hold, so none is evicted
     async with Flood("127.0.0.1", listener.port, n, source=OTHER_HOST, drip=frame_start, interval=0.9) as flood:
         await _launch(listener)
-        for _ in range(100):
-            if len(flood.stats.answers) == n:
-                break
-            await asyncio.sleep(0.1)
-    assert len(flood.stats.answers) == n
+        await wait_until(lambda: len(flood.stats.answers) == n, 10, interval=0.1,
+                         what=lambda: f"all {n} slow headers were answered ({len(flood.stats.answers)} so far)")
     assert flood.stats.codes() == {lp.E_TIMEOUT}
     assert max(flood.stats.bytes_before_answer) < 4, "the length prefix must be due before it could arrive"
 
@@ -122,10 +120,7 @@ async def test_listener_whole_frame_deadline_cuts_a_slow_body(rsa_key: RSA.RsaKe
     try:
         frame_start = struct.pack(">I", 1000) + b" " * 1000
         async with Flood("127.0.0.1", rl.port, 1, drip=frame_start, interval=0.2) as flood:
-            for _ in range(50):
-                if flood.stats.answers:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(lambda: flood.stats.answers, 5, "the slow body was answered", interval=0.1)
         assert flood.stats.codes() == {lp.E_TIMEOUT}
         assert 4 <= flood.stats.bytes_before_answer[0] < 20
         await _launch(rl)

@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
+from helpers.steps import behaviour
+from helpers.waiting import wait_until
 from helpers.yarn_cluster import container_user
 from helpers.yarn_specs import PORT_RANGE
 from helpers.yarn_specs import wait_app_state as _wait_app_state
@@ -93,70 +95,75 @@ async def test_r_kernel_runs_spark_on_yarn_as_caller_interrupts_and_finishes(
     # launcher asked the JVM for). Its output is what it printed and its value, plus the launcher's one-line
     # notice about SparkR; none of the launcher's log lines ("R launcher: ... SparkContext ready") and none
     # of Spark's.
-    total = 'jcall(jcall(jcall(spark, "sql", "SELECT sum(id) AS s FROM range(1, 11)"), "first"), "getLong", 0L)'
-    first = await ws.execute_all(f'cat("first Spark cell\\n")\n{total}', timeout=180)
-    assert first.status == "ok", (first.stdout, first.stderr, first.error)
-    assert (first.stdout, first.stderr, first.results) == ("first Spark cell\n", NOTICE, ["[1] 55"]), first.messages
-    again = await ws.execute_all('cat("second\\n")\n1+1')
-    assert (again.stdout, again.stderr, again.results) == ("second\n", "", ["[1] 2"])  # the notice came once
+    with behaviour('the first cell uses Spark and shows the notice once, no log lines'):
+        total = 'jcall(jcall(jcall(spark, "sql", "SELECT sum(id) AS s FROM range(1, 11)"), "first"), "getLong", 0L)'
+        first = await ws.execute_all(f'cat("first Spark cell\\n")\n{total}', timeout=180)
+        assert first.status == "ok", (first.stdout, first.stderr, first.error)
+        assert (first.stdout, first.stderr, first.results) == ("first Spark cell\n", NOTICE, ["[1] 55"]), first.messages
+        again = await ws.execute_all('cat("second\\n")\n1+1')
+        assert (again.stdout, again.stderr, again.results) == ("second\n", "", ["[1] 2"])  # the notice came once
 
     # What Spark in the driver says about itself: YARN cluster mode, the gateway's application, the caller.
-    assert await _out(ws, 'cat(jcall(sc, "master"))') == "yarn"
-    assert await _out(ws, 'cat(jcall(jcall(sc, "sc"), "deployMode"))') == "cluster"
-    assert await _out(ws, 'cat(jcall(jcall(sc, "sc"), "applicationId"))') == app_id
-    assert await _out(ws, 'cat(jcall(sc, "sparkUser"))') == "alice"
-    # Hadoop's own CLI: RUNNING as the proxy user, with the gateway's tags (-status does not print tags).
-    report = await asyncio.to_thread(cluster.application_status, app_id)
-    assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
-    for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
-        listed = await asyncio.to_thread(cluster.running_with_tag, tag)
-        assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
+    with behaviour('Spark runs in YARN cluster mode as alice, tagged by the gateway'):
+        assert await _out(ws, 'cat(jcall(sc, "master"))') == "yarn"
+        assert await _out(ws, 'cat(jcall(jcall(sc, "sc"), "deployMode"))') == "cluster"
+        assert await _out(ws, 'cat(jcall(jcall(sc, "sc"), "applicationId"))') == app_id
+        assert await _out(ws, 'cat(jcall(sc, "sparkUser"))') == "alice"
+        # Hadoop's own CLI: RUNNING as the proxy user, with the gateway's tags (-status does not print tags).
+        report = await asyncio.to_thread(cluster.application_status, app_id)
+        assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
+        for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
+            listed = await asyncio.to_thread(cluster.running_with_tag, tag)
+            assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
 
     # DefaultContainerExecutor: the container runs as the NodeManager's Unix account; YARN and Spark see the
     # proxy user, and YARN sets USER to it.
-    owner = await _out(ws, 'cat(Sys.info()[["effective_user"]], Sys.getenv("USER"))')
-    assert owner.split() == [container_user(), "alice"], owner
-    assert (await ws.execute('nzchar(Sys.getenv("KERNEL_LAUNCH_TOKEN"))')).text.strip() == "[1] FALSE"
+    with behaviour("the container's user, and no launch token in the kernel"):
+        owner = await _out(ws, 'cat(Sys.info()[["effective_user"]], Sys.getenv("USER"))')
+        assert owner.split() == [container_user(), "alice"], owner
+        assert (await ws.execute('nzchar(Sys.getenv("KERNEL_LAUNCH_TOKEN"))')).text.strip() == "[1] FALSE"
 
     # Every port the launcher (R + its helper) listens on is inside the range.
-    rec = gw.registry.kernels[kid]
-    info = rec.km.get_connection_info()
-    lo, hi = PORT_RANGE
-    ports = [info[p] for p in KERNEL_PORTS] + [rec.km.provisioner.control_port]
-    assert all(lo <= p <= hi for p in ports), ports
-    r_pid = int(await _out(ws, "cat(Sys.getpid())"))
-    r_proc = psutil.Process(r_pid)
-    helpers = r_proc.children()
-    assert len(helpers) == 1 and "launch_r_helper.py" in " ".join(helpers[0].cmdline())
-    opened = _listening(r_proc) | _listening(helpers[0])
-    assert opened == set(ports), (opened, ports)
+    with behaviour('every listening port is inside the range'):
+        rec = gw.registry.kernels[kid]
+        info = rec.km.get_connection_info()
+        lo, hi = PORT_RANGE
+        ports = [info[p] for p in KERNEL_PORTS] + [rec.km.provisioner.control_port]
+        assert all(lo <= p <= hi for p in ports), ports
+        r_pid = int(await _out(ws, "cat(Sys.getpid())"))
+        r_proc = psutil.Process(r_pid)
+        helpers = r_proc.children()
+        assert len(helpers) == 1 and "launch_r_helper.py" in " ".join(helpers[0].cmdline())
+        opened = _listening(r_proc) | _listening(helpers[0])
+        assert opened == set(ports), (opened, ports)
 
     # The control port refuses a bad MAC.
-    answer = _bad_mac_answer(rec.km.provisioner.control_host, rec.km.provisioner.control_port, kid)
-    assert answer["status"] == "error" and answer["reason"].startswith("bad_mac"), answer
+    with behaviour('the control port refuses a bad MAC'):
+        answer = _bad_mac_answer(rec.km.provisioner.control_host, rec.km.provisioner.control_port, kid)
+        assert answer["status"] == "error" and answer["reason"].startswith("bad_mac"), answer
 
     # Interrupting Sys.sleep(60) returns within 5 s and the kernel stays usable.
-    msg = ws.message("execute_request", {"code": "x <- 21; Sys.sleep(60)", "silent": False, "store_history": True,
-                                         "user_expressions": {}, "allow_stdin": False})
-    await ws.send(msg)
-    await asyncio.sleep(2)
-    t1 = loop.time()
-    assert (await alice.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
-    res = await ws.collect(msg["header"]["msg_id"], timeout=30)
-    assert loop.time() - t1 < 5
-    assert res.status in ("error", "abort", "ok"), res
-    assert (await ws.execute("x * 2")).text.strip() == "[1] 42"
+    with behaviour('interrupting Sys.sleep(60) returns within 5 s, the kernel stays usable'):
+        msg = ws.message("execute_request", {"code": "x <- 21; Sys.sleep(60)", "silent": False, "store_history": True,
+                                             "user_expressions": {}, "allow_stdin": False})
+        await ws.send(msg)
+        await asyncio.sleep(2)
+        t1 = loop.time()
+        assert (await alice.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
+        res = await ws.collect(msg["header"]["msg_id"], timeout=30)
+        assert loop.time() - t1 < 5
+        assert res.status in ("error", "abort", "ok"), res
+        assert (await ws.execute("x * 2")).text.strip() == "[1] 42"
 
     # Shutdown: the application ends FINISHED/SUCCEEDED and nothing is left running.
-    assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
-    final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
-    assert _gone(r_pid) and _gone(helpers[0].pid)
-    # The AM unregisters before its JVM has exited; the NodeManager then reaps the container.
-    deadline = loop.time() + 30
-    while (leftovers := _processes_of(app_id)) and loop.time() < deadline:
-        await asyncio.sleep(0.5)
-    assert not leftovers, leftovers
+    with behaviour('shutdown ends the application FINISHED, nothing left'):
+        assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
+        final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
+        assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
+        assert _gone(r_pid) and _gone(helpers[0].pid)
+        # The AM unregisters before its JVM has exited; the NodeManager then reaps the container.
+        await wait_until(lambda: not _processes_of(app_id), 30, interval=0.5,
+                         what=lambda: f"no process of {app_id} is left; still running: {_processes_of(app_id)}")
     assert started < 180
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
+from helpers.steps import behaviour
+from helpers.waiting import wait_until
 from helpers.yarn_specs import PORT_RANGE
 from helpers.yarn_specs import app_of as _app_of
 from helpers.yarn_specs import wait_app_state as _wait_app_state
@@ -89,71 +91,74 @@ async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_
     # background and `sc` waits for it). Its output is what it printed and its value: none of the launcher's
     # log lines ("Spark session ready ...", which the launcher prints meanwhile) and none of Spark's. Toree
     # itself may display one notice while `sc` waits for the session (a display_data, not a stream).
-    first = await ws.execute_all('println("first Spark cell")\nsc.parallelize(1 to 10).sum()', timeout=180,
-                               linger=3.0)  # Toree publishes some output late
-    assert first.status == "ok", first
-    assert (first.stdout, first.stderr) == ("first Spark cell\n", ""), first.messages
-    shown = {t: [m["content"]["data"].get("text/plain") for m in first.messages if m["msg_type"] == t]
-             for t in ("execute_result", "display_data")}
-    assert shown["execute_result"] == ["55.0"], first.messages
-    assert set(shown["display_data"]) <= {"Waiting for a Spark session to start..."}, first.messages
+    with behaviour('the first cell uses Spark, with no launcher or Spark log lines'):
+        first = await ws.execute_all('println("first Spark cell")\nsc.parallelize(1 to 10).sum()', timeout=180,
+                                   linger=3.0)  # Toree publishes some output late
+        assert first.status == "ok", first
+        assert (first.stdout, first.stderr) == ("first Spark cell\n", ""), first.messages
+        shown = {t: [m["content"]["data"].get("text/plain") for m in first.messages if m["msg_type"] == t]
+                 for t in ("execute_result", "display_data")}
+        assert shown["execute_result"] == ["55.0"], first.messages
+        assert set(shown["display_data"]) <= {"Waiting for a Spark session to start..."}, first.messages
     # What Spark in the driver says about itself: YARN cluster mode, the gateway's application, the caller.
-    assert await _text(ws, "sc.deployMode") == "cluster"
-    assert await _text(ws, "sc.master") == "yarn"
-    assert await _text(ws, "sc.applicationId") == app_id
-    assert await _text(ws, "sc.sparkUser") == "alice"
-    assert await _text(ws, "sc.parallelize(1 to 10).map(_ * 2).sum()") == "110.0"  # a cell-defined closure
-    # Hadoop's own CLI: RUNNING as the proxy user, with the gateway's tags (-status does not print tags).
-    report = await asyncio.to_thread(cluster.application_status, app_id)
-    assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
-    for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
-        listed = await asyncio.to_thread(cluster.running_with_tag, tag)
-        assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
+    with behaviour('Spark runs in YARN cluster mode as alice, tagged by the gateway'):
+        assert await _text(ws, "sc.deployMode") == "cluster"
+        assert await _text(ws, "sc.master") == "yarn"
+        assert await _text(ws, "sc.applicationId") == app_id
+        assert await _text(ws, "sc.sparkUser") == "alice"
+        assert await _text(ws, "sc.parallelize(1 to 10).map(_ * 2).sum()") == "110.0"  # a cell-defined closure
+        # Hadoop's own CLI: RUNNING as the proxy user, with the gateway's tags (-status does not print tags).
+        report = await asyncio.to_thread(cluster.application_status, app_id)
+        assert (report["State"], report["User"], report["Application-Type"]) == ("RUNNING", "alice", "SPARK"), report
+        for tag in ("yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"):
+            listed = await asyncio.to_thread(cluster.running_with_tag, tag)
+            assert listed.get(app_id) == ("alice", "RUNNING"), (tag, listed)
     # The launch token left the environment and Spark's conf; the key-holding Toree profile is deleted.
-    assert await _text(ws, 'sys.env.contains("KERNEL_LAUNCH_TOKEN")') == "false"
-    assert await _text(ws, 'sc.getConf.getAll.exists(_._1.contains("KERNEL_LAUNCH_TOKEN"))') == "false"
-    profiles = 'new java.io.File(System.getProperty("java.io.tmpdir")).list.count(_.startsWith("toree-profile-"))'
-    assert await _int(ws, profiles) == 0
+    with behaviour('the launch token and the key-holding profile are gone'):
+        assert await _text(ws, 'sys.env.contains("KERNEL_LAUNCH_TOKEN")') == "false"
+        assert await _text(ws, 'sc.getConf.getAll.exists(_._1.contains("KERNEL_LAUNCH_TOKEN"))') == "false"
+        profiles = 'new java.io.File(System.getProperty("java.io.tmpdir")).list.count(_.startsWith("toree-profile-"))'
+        assert await _int(ws, profiles) == 0
 
     # Every port the launcher opened (five kernel ports, control port) is in the range and is the driver's;
     # anything else the driver JVM listens on is Spark's own (driver RPC, block manager, UI).
-    prov = gw.registry.kernels[kid].km.provisioner
-    info = gw.registry.kernels[kid].km.get_connection_info()
-    launcher_ports = {int(info[p]) for p in KERNEL_PORTS} | {prov.control_port}
-    lo, hi = PORT_RANGE
-    assert len(launcher_ports) == 6 and all(lo <= p <= hi for p in launcher_ports), launcher_ports
-    driver = psutil.Process(await _int(ws, "ProcessHandle.current().pid()"))
-    spark_ports = {await _int(ws, "sc.getConf.get(\"spark.driver.port\").toInt"),
-                   await _int(ws, "org.apache.spark.SparkEnv.get.blockManager.blockManagerId.port"),
-                   await _int(ws, "sc.uiWebUrl.get.split(':').last.toInt")}
-    listening = {c.laddr.port for c in driver.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-    assert launcher_ports <= listening, (launcher_ports, listening)
-    assert listening - launcher_ports <= spark_ports, (listening, spark_ports)
+    with behaviour("every launcher port is in the range, the rest is Spark's"):
+        prov = gw.registry.kernels[kid].km.provisioner
+        info = gw.registry.kernels[kid].km.get_connection_info()
+        launcher_ports = {int(info[p]) for p in KERNEL_PORTS} | {prov.control_port}
+        lo, hi = PORT_RANGE
+        assert len(launcher_ports) == 6 and all(lo <= p <= hi for p in launcher_ports), launcher_ports
+        driver = psutil.Process(await _int(ws, "ProcessHandle.current().pid()"))
+        spark_ports = {await _int(ws, "sc.getConf.get(\"spark.driver.port\").toInt"),
+                       await _int(ws, "org.apache.spark.SparkEnv.get.blockManager.blockManagerId.port"),
+                       await _int(ws, "sc.uiWebUrl.get.split(':').last.toInt")}
+        listening = {c.laddr.port for c in driver.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        assert launcher_ports <= listening, (launcher_ports, listening)
+        assert listening - launcher_ports <= spark_ports, (listening, spark_ports)
 
     # The control port: a request signed with another key is refused, a valid one passes, its replay is refused.
-    with pytest.raises(ControlRequestError) as bad:
-        await send_control(prov.control_host, prov.control_port, kid, "f" * 64, "ping")
-    assert bad.value.reason.startswith("bad_mac"), bad.value.reason
-    signed = lp.sign_control_request(kid, prov.connection_key, "ping")
-    for expected in ("ok", "error"):
-        reader, writer = await asyncio.open_connection(prov.control_host, prov.control_port)
-        writer.write((json.dumps(signed) + "\n").encode())
-        answer = json.loads(await reader.readline())
-        writer.close()
-        assert answer["status"] == expected, answer
-    assert answer["reason"].startswith("replayed_nonce")
-    assert await _text(ws, "1 + 1") == "2"  # refused requests did nothing to the kernel
+    with behaviour('the control port refuses another key and a replay'):
+        with pytest.raises(ControlRequestError) as bad:
+            await send_control(prov.control_host, prov.control_port, kid, "f" * 64, "ping")
+        assert bad.value.reason.startswith("bad_mac"), bad.value.reason
+        signed = lp.sign_control_request(kid, prov.connection_key, "ping")
+        for expected in ("ok", "error"):
+            reader, writer = await asyncio.open_connection(prov.control_host, prov.control_port)
+            writer.write((json.dumps(signed) + "\n").encode())
+            answer = json.loads(await reader.readline())
+            writer.close()
+            assert answer["status"] == expected, answer
+        assert answer["reason"].startswith("replayed_nonce")
+        assert await _text(ws, "1 + 1") == "2"  # refused requests did nothing to the kernel
 
     # Shutdown: Toree leaves with System.exit(0) on the gateway's shutdown_request; YARN still says SUCCEEDED.
-    assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
-    final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
-    # The AM unregisters before its JVM has exited.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while psutil.pid_exists(driver.pid) and loop.time() < deadline:
-        await asyncio.sleep(0.5)
-    assert not psutil.pid_exists(driver.pid)
+    with behaviour('shutdown ends the application FINISHED'):
+        assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
+        final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
+        assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
+        # The AM unregisters before its JVM has exited.
+        await wait_until(lambda: not psutil.pid_exists(driver.pid), 30, f"the driver JVM (pid {driver.pid}) exited",
+                         interval=0.5)
 
 
 @pytest.mark.e2e
@@ -173,11 +178,12 @@ async def test_scala_eager_interrupt_sleep_and_spark_job_then_restart_gives_new_
     kid = await bob.start_kernel(SPEC)
     first_app = _app_of(gw, kid)
     # Eager: the SparkContext (hence the AM's registration) exists before the launcher reports back.
-    assert (await asyncio.to_thread(cluster.app_json, first_app))["state"] == "RUNNING"
-    ws = await bob.connect(kid)
-    assert (await _exec(ws, "val x = 7", timeout=120)).status == "ok"
-    # Closures defined in cells reach the executors (the context was created after Toree's REPL setup).
-    assert await _text(ws, "sc.parallelize(1 to 4).map(_ * x).collect().sum") == "70"
+    with behaviour('eager mode: RUNNING before the launcher reports; closures reach executors'):
+        assert (await asyncio.to_thread(cluster.app_json, first_app))["state"] == "RUNNING"
+        ws = await bob.connect(kid)
+        assert (await _exec(ws, "val x = 7", timeout=120)).status == "ok"
+        # Closures defined in cells reach the executors (the context was created after Toree's REPL setup).
+        assert await _text(ws, "sc.parallelize(1 to 4).map(_ * x).collect().sum") == "70"
     loop = asyncio.get_running_loop()
 
     async def interrupted(code: str, settle: float) -> Any:
@@ -190,28 +196,32 @@ async def test_scala_eager_interrupt_sleep_and_spark_job_then_restart_gives_new_
         res = await ws.collect(msg["header"]["msg_id"], timeout=30)
         return res, loop.time() - t0
 
-    res, took = await interrupted("Thread.sleep(60000)", 3)
-    assert took < 10, took
-    assert res.status in ("error", "abort"), res
-    assert await _text(ws, "x * 6") == "42"  # the kernel and its state survived
+    with behaviour('interrupting Thread.sleep returns within 10 s'):
+        res, took = await interrupted("Thread.sleep(60000)", 3)
+        assert took < 10, took
+        assert res.status in ("error", "abort"), res
+        assert await _text(ws, "x * 6") == "42"  # the kernel and its state survived
 
-    await asyncio.sleep(3.6)  # Toree shuts down on two SIGINTs within 3 s; the launcher spaces them
-    res, took = await interrupted("sc.parallelize(1 to 100000, 2).map { i => Thread.sleep(1000); i }.count()", 6)
-    assert took < 10, took
-    assert res.status in ("error", "abort"), res
-    assert await _int(ws, "sc.statusTracker.getActiveJobIds.length") == 0  # the Spark job was cancelled
-    assert await _text(ws, "sc.parallelize(1 to 10).sum()") == "55.0"
+    with behaviour('interrupting a Spark job cancels it'):
+        await asyncio.sleep(3.6)  # Toree shuts down on two SIGINTs within 3 s; the launcher spaces them
+        res, took = await interrupted("sc.parallelize(1 to 100000, 2).map { i => Thread.sleep(1000); i }.count()", 6)
+        assert took < 10, took
+        assert res.status in ("error", "abort"), res
+        assert await _int(ws, "sc.statusTracker.getActiveJobIds.length") == 0  # the Spark job was cancelled
+        assert await _text(ws, "sc.parallelize(1 to 10).sum()") == "55.0"
 
-    r = await bob.request("POST", f"api/kernels/{kid}/restart", {})
-    assert r.code == 200, r.body
-    second_app = _app_of(gw, kid)
-    assert second_app != first_app
-    old = await _wait_app_state(cluster, first_app, {"FINISHED", "FAILED", "KILLED"})
-    assert (old["state"], old["finalStatus"]) == ("FINISHED", "SUCCEEDED"), old.get("diagnostics")
-    ws2 = await bob.connect(kid)
-    fresh = await _exec(ws2, "x", timeout=120)
-    assert fresh.status == "error"  # a new interpreter: x is gone
-    assert await _text(ws2, "sc.sparkUser") == "bob"
-    assert (await bob.request("DELETE", f"api/kernels/{kid}")).code == 204
-    final = await _wait_app_state(cluster, second_app, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")
+    with behaviour('restart gives a new application and a new interpreter'):
+        r = await bob.request("POST", f"api/kernels/{kid}/restart", {})
+        assert r.code == 200, r.body
+        second_app = _app_of(gw, kid)
+        assert second_app != first_app
+        old = await _wait_app_state(cluster, first_app, {"FINISHED", "FAILED", "KILLED"})
+        assert (old["state"], old["finalStatus"]) == ("FINISHED", "SUCCEEDED"), old.get("diagnostics")
+        ws2 = await bob.connect(kid)
+        fresh = await _exec(ws2, "x", timeout=120)
+        assert fresh.status == "error"  # a new interpreter: x is gone
+        assert await _text(ws2, "sc.sparkUser") == "bob"
+    with behaviour('shutdown ends the second application FINISHED'):
+        assert (await bob.request("DELETE", f"api/kernels/{kid}")).code == 204
+        final = await _wait_app_state(cluster, second_app, {"FINISHED", "FAILED", "KILLED"})
+        assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED"), final.get("diagnostics")

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from helpers.gwclient import GatewayClient
+from helpers.steps import behaviour
 from helpers.yarn_cluster import container_user
 from helpers.yarn_specs import NO_EXECUTORS, PORT_RANGE, make_spec
 from helpers.yarn_specs import app_of as _app_of
@@ -33,70 +34,74 @@ async def test_python_kernel_runs_as_caller_with_spark(make_gateway: Any, cluste
                                                        yarn_gateway_config: dict[str, Any]) -> None:
     gw = await make_gateway(yarn_gateway_config)
     alice = gw.client("alice")
-    kid = await alice.start_kernel(SPEC)
-    app_id = _app_of(gw, kid)
-    app = await asyncio.to_thread(cluster.app_json, app_id)
-    # Lazy mode: the kernel is usable before its SparkContext exists, so YARN may still say ACCEPTED.
-    assert app["user"] == "alice" and app["state"] in ("ACCEPTED", "RUNNING")
-    tags = set(app["applicationTags"].split(","))
-    assert {"yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"} <= tags
-    ws = await alice.connect(kid)
-    res = await ws.execute("spark.range(1000).count()", timeout=120)
-    assert res.status == "ok", res.error
-    assert res.text == "1000"
-    assert (await asyncio.to_thread(cluster.app_json, app_id))["state"] == "RUNNING"
-    assert (await ws.execute("sc.sparkUser()")).text == "'alice'"
-    # DefaultContainerExecutor: the container runs as the NodeManager's Unix account; YARN and Spark
-    # see the proxy user (a LinuxContainerExecutor cluster would run it as alice).
-    # ($USER says alice: YARN sets it for the container.)
-    assert (await ws.execute("import os, pwd; pwd.getpwuid(os.geteuid()).pw_name")).text == repr(container_user())
-    assert (await ws.execute("os.environ['USER']")).text == "'alice'"
+    with behaviour('the kernel runs in YARN as alice, with Spark'):
+        kid = await alice.start_kernel(SPEC)
+        app_id = _app_of(gw, kid)
+        app = await asyncio.to_thread(cluster.app_json, app_id)
+        # Lazy mode: the kernel is usable before its SparkContext exists, so YARN may still say ACCEPTED.
+        assert app["user"] == "alice" and app["state"] in ("ACCEPTED", "RUNNING")
+        tags = set(app["applicationTags"].split(","))
+        assert {"yarn-gateway", "yarn-gateway-default", f"kernel-{kid}"} <= tags
+        ws = await alice.connect(kid)
+        res = await ws.execute("spark.range(1000).count()", timeout=120)
+        assert res.status == "ok", res.error
+        assert res.text == "1000"
+        assert (await asyncio.to_thread(cluster.app_json, app_id))["state"] == "RUNNING"
+        assert (await ws.execute("sc.sparkUser()")).text == "'alice'"
+        # DefaultContainerExecutor: the container runs as the NodeManager's Unix account; YARN and Spark
+        # see the proxy user (a LinuxContainerExecutor cluster would run it as alice).
+        # ($USER says alice: YARN sets it for the container.)
+        assert (await ws.execute("import os, pwd; pwd.getpwuid(os.geteuid()).pw_name")).text == repr(container_user())
+        assert (await ws.execute("os.environ['USER']")).text == "'alice'"
 
     # 6: every port of the launcher and of the response listener lies inside the range.
-    rec = gw.registry.kernels[kid]
-    info = rec.km.get_connection_info()
-    lo, hi = PORT_RANGE
-    ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
-    ports += [rec.km.provisioner.control_port, (await gw.registry.yarn_services.listener()).port]
-    assert all(lo <= p <= hi for p in ports), ports
-    pid_res = await ws.execute("import os; os.getpid()")
-    launcher = psutil.Process(int(pid_res.text))
-    listening = {c.laddr.port for c in launcher.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-    outside = {c.laddr for c in launcher.net_connections(kind="tcp")
-               if c.status == psutil.CONN_LISTEN and not lo <= c.laddr.port <= hi}
-    # PySpark's accumulator server (opened by Spark, not the launcher) listens on loopback only;
-    # nothing outside the range is reachable from the network.
-    assert listening and all(a.ip in ("127.0.0.1", "::1") for a in outside), (outside, launcher.cmdline())
-    assert {info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")} <= listening
+    with behaviour('every port lies inside the range'):
+        rec = gw.registry.kernels[kid]
+        info = rec.km.get_connection_info()
+        lo, hi = PORT_RANGE
+        ports = [info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        ports += [rec.km.provisioner.control_port, (await gw.registry.yarn_services.listener()).port]
+        assert all(lo <= p <= hi for p in ports), ports
+        pid_res = await ws.execute("import os; os.getpid()")
+        launcher = psutil.Process(int(pid_res.text))
+        listening = {c.laddr.port for c in launcher.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        outside = {c.laddr for c in launcher.net_connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and not lo <= c.laddr.port <= hi}
+        # PySpark's accumulator server (opened by Spark, not the launcher) listens on loopback only;
+        # nothing outside the range is reachable from the network.
+        assert listening and all(a.ip in ("127.0.0.1", "::1") for a in outside), (outside, launcher.cmdline())
+        assert {info[p] for p in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")} <= listening
 
     # 7: the launcher's control port (in the YARN container) refuses forged, stale and replayed requests.
-    prov = rec.km.provisioner
-    key = prov.connection_key
+    with behaviour('the control port refuses forged, stale and replayed requests'):
+        prov = rec.km.provisioner
+        key = prov.connection_key
 
-    async def control(msg: dict[str, Any]) -> dict[str, Any]:
-        r, w = await asyncio.open_connection(prov.control_host, prov.control_port)
-        w.write(json.dumps(msg).encode() + b"\n")
-        await w.drain()
-        answer = json.loads(await asyncio.wait_for(r.readline(), 10))
-        w.close()
-        return dict(answer)
+        async def control(msg: dict[str, Any]) -> dict[str, Any]:
+            r, w = await asyncio.open_connection(prov.control_host, prov.control_port)
+            w.write(json.dumps(msg).encode() + b"\n")
+            await w.drain()
+            answer = json.loads(await asyncio.wait_for(r.readline(), 10))
+            w.close()
+            return dict(answer)
 
-    assert (await control(lp.sign_control_request(kid, "wrong-key", "ping")))["status"] == "error"
-    stale = lp.sign_control_request(kid, key, "ping", ts=int(time.time()) - 3600)
-    assert (await control(stale))["status"] == "error"
-    good = lp.sign_control_request(kid, key, "ping")
-    assert (await control(good))["status"] == "ok"
-    assert (await control(good))["status"] == "error"  # the same nonce again
-    assert (await ws.execute("2+2")).text == "4"  # refused requests changed nothing
+        assert (await control(lp.sign_control_request(kid, "wrong-key", "ping")))["status"] == "error"
+        stale = lp.sign_control_request(kid, key, "ping", ts=int(time.time()) - 3600)
+        assert (await control(stale))["status"] == "error"
+        good = lp.sign_control_request(kid, key, "ping")
+        assert (await control(good))["status"] == "ok"
+        assert (await control(good))["status"] == "error"  # the same nonce again
+        assert (await ws.execute("2+2")).text == "4"  # refused requests changed nothing
 
     # 3: shutdown ends the application FINISHED and leaves no process behind.
-    assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
-    final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
-    assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED")
-    await asyncio.sleep(1)
-    assert not psutil.pid_exists(launcher.pid)
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if app_id in " ".join(p.info["cmdline"] or [])]
-    assert not leftovers, leftovers
+    with behaviour('shutdown ends the application FINISHED, nothing left behind'):
+        assert (await alice.request("DELETE", f"api/kernels/{kid}")).code == 204
+        final = await _wait_app_state(cluster, app_id, {"FINISHED", "FAILED", "KILLED"})
+        assert (final["state"], final["finalStatus"]) == ("FINISHED", "SUCCEEDED")
+        await asyncio.sleep(1)
+        assert not psutil.pid_exists(launcher.pid)
+        leftovers = [p for p in psutil.process_iter(["cmdline"]) if app_id in " ".join(p.info["cmdline"] or [])]
+        assert not leftovers, leftovers
 
 
 async def test_python_kernel_is_a_cluster_mode_driver_that_yarn_knows(make_gateway: Any, cluster: Any,

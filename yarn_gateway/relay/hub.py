@@ -12,8 +12,11 @@ subscription, so nothing the kernel publishes after that can be lost to ZMQ's
 nothing (bounds are applied per client instead); while the event loop is busy, the
 kernel's output waits in its socket buffers and its own ZMQ send queue.
 
-The connections to the kernel are :class:`~.zmtp.ZmtpChannel` objects: ZMTP spoken on the
-event loop itself, without libzmq's I/O thread (this is the relay's hot path). A message
+The connections to the kernel are :class:`~.channel.KernelChannel` objects, chosen per
+kernel: :class:`~.zmtp.ZmtpChannel` (ZMTP with the NULL mechanism spoken on the event loop
+itself, without libzmq's I/O thread: the relay's hot path) for a kernel whose connection info
+has no CurveZMQ key, :class:`~.zmq_channel.LibzmqChannel` (libzmq's CurveZMQ with the
+kernel's public key) for one that has. A message
 larger than ``RelayLimits.max_message_bytes`` is never buffered: an iopub one is dropped
 and every session is told so (:meth:`KernelHub.dropped_notice`), as when output is dropped
 for a client that was away.
@@ -34,6 +37,7 @@ from collections.abc import Awaitable, Iterable
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from .channel import CurveKeys, KernelChannel
 from .frames import Frame
 from .session import ClientSession, Dropped, RelayLimits
 from .wire import (
@@ -47,6 +51,7 @@ from .wire import (
     synthetic_message,
     zmq_frames,
 )
+from .zmq_channel import LibzmqChannel
 from .zmtp import Endpoint, ZmtpChannel
 
 log = logging.getLogger(__name__)
@@ -86,7 +91,8 @@ class KernelHub:
         self.sessions: dict[str, ClientSession] = {}
         self.signer = Signer(b"")
         self._conn_info: dict[str, Any] = {}
-        self._iopub: Optional[ZmtpChannel] = None
+        self._iopub: Optional[KernelChannel] = None
+        self._curve: Optional[CurveKeys] = None
         self._iopub_seen = asyncio.Event()
 
     @property
@@ -122,7 +128,10 @@ class KernelHub:
         seconds or ``is_alive`` reports it gone.
         """
         self.disconnect()
-        self._conn_info = dict(connection_info)
+        # The kernel's CurveZMQ secret key (jupyter_client puts it in a local kernel's
+        # connection info) is the kernel's alone: the relay keeps only the public key.
+        self._conn_info = {k: v for k, v in connection_info.items() if k != "curve_secretkey"}
+        self._curve = CurveKeys.from_connection_info(self._conn_info)
         key = connection_info.get("key", b"")
         self.signer = Signer(key.encode() if isinstance(key, str) else bytes(key),
                              connection_info.get("signature_scheme", "hmac-sha256"))
@@ -193,7 +202,7 @@ class KernelHub:
         return zmq_frames(self.signer, parts)
 
     def channel(self, channel: str, on_message: Callable[[KernelMessage], None],
-                identity: bytes = b"", on_dropped: Optional[Callable[[Dropped], None]] = None) -> ZmtpChannel:
+                identity: bytes = b"", on_dropped: Optional[Callable[[Dropped], None]] = None) -> KernelChannel:
         """Connect to the kernel's ``channel`` (SUB for iopub, DEALER with ``identity`` for
         the others): every kernel message is verified and handed to ``on_message``.
 
@@ -223,6 +232,11 @@ class KernelHub:
             on_message(msg)
 
         socket_type = "SUB" if channel == "iopub" else "DEALER"
+        if self._curve is not None:
+            return LibzmqChannel(self.endpoint(channel), socket_type, on_frames, identity,
+                                 label=f"Kernel {self.kernel_id} ({channel})", curve=self._curve,
+                                 on_oversize=on_oversize, max_message_bytes=limits.max_message_bytes,
+                                 max_queued_bytes=limits.send_queue_bytes, handshake_timeout=limits.handshake_timeout)
         return ZmtpChannel(self.endpoint(channel), socket_type, on_frames, identity,
                            label=f"Kernel {self.kernel_id} ({channel})", on_oversize=on_oversize,
                            max_message_bytes=limits.max_message_bytes, max_queued_bytes=limits.send_queue_bytes,
@@ -312,6 +326,16 @@ class KernelHub:
     def detached_with_sockets(self) -> int:
         """Detached sessions that still hold kernel connections (a reply is owed to them)."""
         return sum(1 for s in self.sessions.values() if s.conn is None and s.has_sockets)
+
+    def kernel_channels(self) -> list[KernelChannel]:
+        """Every open connection to the kernel: iopub and the sessions' shell, control and stdin."""
+        own = [self._iopub] if self._iopub is not None else []
+        return own + [ch for s in self.sessions.values() for ch in s.kernel_channels]
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the kernel's traffic is CurveZMQ (its connection info has its public key)."""
+        return self._curve is not None
 
     @property
     def connections(self) -> int:

@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
+from .channel import KernelChannel
 from .frames import Frame
 from .wire import (
     CLIENT_CHANNELS,
@@ -47,7 +48,7 @@ from .wire import (
     synthetic_message,
     zmq_frames,
 )
-from .zmtp import HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES, ChannelClosed, ZmtpChannel
+from .zmtp import HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MAX_QUEUED_BYTES, ChannelClosed
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class KernelSide(Protocol):
     def is_connected(self) -> bool: ...
 
     def channel(self, channel: str, on_message: Callable[[KernelMessage], None], identity: bytes = b"",
-                on_dropped: Optional[Callable[[Dropped], None]] = None) -> ZmtpChannel: ...
+                on_dropped: Optional[Callable[[Dropped], None]] = None) -> KernelChannel: ...
 
     def dropped_text(self, dropped: Dropped) -> str: ...
 
@@ -148,7 +149,7 @@ class ClientSession:
         self.conn: Optional[ClientConnection] = None
         #: When its websocket went away (monotonic; the oldest detached session is evicted first).
         self.detached_at = time.monotonic()
-        self._sockets: dict[str, ZmtpChannel] = {}
+        self._sockets: dict[str, KernelChannel] = {}
         # Messages kept for replay, in order; a _Gap stands where output was dropped.
         self._buffer: collections.deque[KernelMessage | _Gap] = collections.deque()
         self._buffer_bytes = 0
@@ -183,6 +184,11 @@ class ClientSession:
     def has_sockets(self) -> bool:
         """Whether it holds connections to the kernel (a detached one owed nothing holds none)."""
         return bool(self._sockets)
+
+    @property
+    def kernel_channels(self) -> list[KernelChannel]:
+        """Its open connections to the kernel."""
+        return list(self._sockets.values())
 
     def kernel_reconnected(self) -> None:
         """The hub connected to a (re)started kernel: nothing is owed by the old one."""

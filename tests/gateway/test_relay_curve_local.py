@@ -1,0 +1,92 @@
+"""A local kernel with CurveZMQ through the gateway (issue 17, acceptance 3).
+
+jupyter_client's ``KernelManager.transport_encryption = "required"`` gives the kernel a CurveZMQ
+key pair; an ipykernel 7 kernelspec declaring ``supported_encryption: ["curve"]`` then serves its
+sockets as CurveZMQ servers. The relay connects through libzmq with the kernel's public key:
+execute, a 10,000-line burst, interrupt, restart and reconnect replay work as on the NULL path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.steps import behaviour
+from yarn_gateway.relay.zmq_channel import LibzmqChannel
+
+CURVE_PYTHON = os.environ.get("YARNGW_CURVE_KERNEL_PYTHON", "")
+SPEC = "python_curve"
+
+pytestmark = pytest.mark.skipif(
+    not CURVE_PYTHON, reason="YARNGW_CURVE_KERNEL_PYTHON is not set (make test builds an ipykernel 7 venv for it)")
+
+
+@pytest.fixture
+def curve_kernelspec(tmp_path: Path) -> str:
+    assert os.access(CURVE_PYTHON, os.X_OK), f"{CURVE_PYTHON} is missing: run `make curve-kernel-env`"
+    specs = tmp_path / "kernelspecs"
+    spec_dir = specs / SPEC
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [CURVE_PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (CurveZMQ)", "language": "python",
+        "metadata": {"supported_encryption": ["curve"]}}))
+    return str(specs)
+
+
+async def _curve_gateway(make_gateway: Any, kernelspecs: str) -> Any:
+    from yarn_gateway.app import builtin_kernelspec_dir
+
+    return await make_gateway({"YarnGatewayApp": {"kernelspec_dirs": [kernelspecs, builtin_kernelspec_dir()]},
+                               "KernelManager": {"transport_encryption": "required"}})
+
+
+async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve_kernelspec: str) -> None:
+    gw = await _curve_gateway(make_gateway, curve_kernelspec)
+    c = gw.client()
+    kid = await c.start_kernel(SPEC)
+    rec = gw.registry.kernels[kid]
+    with behaviour("the kernel has a CurveZMQ key and the relay uses libzmq with it"):
+        info = rec.km.get_connection_info()
+        assert info.get("curve_publickey"), sorted(info)
+        assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels()), \
+            rec.hub.kernel_channels()
+    ws = await c.connect(kid)
+    with behaviour("a cell's output reaches the client"):
+        res = await ws.execute('print("secret-" + "marker")')
+        assert res.status == "ok" and res.stdout == "secret-marker\n", res
+    with behaviour("a 10,000-line burst arrives complete and in order"):
+        res = await ws.execute("for i in range(10000): print(i)", timeout=120)
+        assert res.status == "ok" and res.stdout.split() == [str(i) for i in range(10000)]
+    with behaviour("interrupt"):
+        assert (await ws.execute("x = 41")).status == "ok"
+        msg = await ws.send_execute("import time; time.sleep(60)")
+        await asyncio.sleep(1.0)
+        assert (await c.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
+        res = await ws.collect(msg["header"]["msg_id"], timeout=10)
+        assert res.status == "error" and res.error and res.error["ename"] == "KeyboardInterrupt"
+        assert (await ws.execute("x + 1")).text == "42"
+    with behaviour("reconnect replays what was missed"):
+        code = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
+        msg = await ws.send_execute(code)
+        got = ""
+        while "line 3" not in got:
+            m = await ws.recv(10)
+            assert m is not None
+            if m["msg_type"] == "stream":
+                got += m["content"]["text"]
+        ws.close()
+        await asyncio.sleep(1.0)
+        ws = await c.connect(kid, session_id=ws.session_id)
+        res = await ws.collect(msg["header"]["msg_id"], timeout=60)
+        assert (got + res.stdout).splitlines() == [f"line {i}" for i in range(30)] and res.status == "ok"
+    with behaviour("restart keeps encryption and the websocket"):
+        assert (await c.request("POST", f"api/kernels/{kid}/restart", {})).code == 200
+        assert (await ws.execute("'x' in dir()")).text == "False"
+        assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels())
+    ws.close()
+    assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
