@@ -3,7 +3,8 @@
 jupyter_client's ``KernelManager.transport_encryption = "required"`` gives the kernel a CurveZMQ
 key pair; an ipykernel 7 kernelspec declaring ``supported_encryption: ["curve"]`` then serves its
 sockets as CurveZMQ servers. The relay connects through libzmq with the kernel's public key:
-execute, a 10,000-line burst, interrupt, restart and reconnect replay work as on the NULL path."""
+execute, a 10,000-line burst, interrupt, restart and reconnect replay work as on the NULL path,
+and a client that knows only the HMAC key gets nothing from the kernel's ports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
+from jupyter_client.session import Session
 
 from helpers.steps import behaviour
 from yarn_gateway.relay.zmq_channel import LibzmqChannel
@@ -88,5 +91,43 @@ async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve
         assert (await c.request("POST", f"api/kernels/{kid}/restart", {})).code == 200
         assert (await ws.execute("'x' in dir()")).text == "False"
         assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels())
+    ws.close()
+    assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
+
+
+async def test_the_hmac_key_alone_gets_nothing_from_a_curve_kernel(make_gateway: Any, curve_kernelspec: str) -> None:
+    gw = await _curve_gateway(make_gateway, curve_kernelspec)
+    c = gw.client()
+    kid = await c.start_kernel(SPEC)
+    info = gw.registry.kernels[kid].km.get_connection_info()
+    key, server_key = info["key"], info["curve_publickey"]
+    session = Session(key=key if isinstance(key, bytes) else key.encode(), signature_scheme=info["signature_scheme"])
+
+    def ask(curve: bool) -> int:
+        """A kernel_info_request on the shell port, signed with the HMAC key; whether a reply came."""
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            sock.linger = 0
+            sock.sndtimeo = 3000  # a DEALER may block sending while no handshake has completed
+            if curve:
+                pub, sec = zmq.curve_keypair()
+                sock.curve_publickey, sock.curve_secretkey = pub, sec
+                sock.curve_serverkey = server_key.encode() if isinstance(server_key, str) else server_key
+            sock.connect(f"tcp://{info['ip']}:{info['shell_port']}")
+            try:
+                session.send(sock, session.msg("kernel_info_request"))
+            except zmq.Again:
+                return 0
+            return int(sock.poll(15000 if curve else 3000))
+        finally:
+            sock.close()
+            ctx.term()
+
+    # The control: with the kernel's public key, the same request is answered.
+    results = {curve: await asyncio.to_thread(ask, curve) for curve in (False, True)}
+    assert results == {False: 0, True: zmq.POLLIN}, results
+    ws = await c.connect(kid)
+    assert (await ws.execute("6 * 7")).text == "42"  # the kernel is fine
     ws.close()
     assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
