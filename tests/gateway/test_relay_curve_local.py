@@ -76,12 +76,7 @@ async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve
     with behaviour("reconnect replays what was missed"):
         code = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
         msg = await ws.send_execute(code)
-        got = ""
-        while "line 3" not in got:
-            m = await ws.recv(10)
-            assert m is not None
-            if m["msg_type"] == "stream":
-                got += m["content"]["text"]
+        got = await ws.stream_until("line 3")
         ws.close()
         await asyncio.sleep(1.0)
         ws = await c.connect(kid, session_id=ws.session_id)

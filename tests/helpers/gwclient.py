@@ -180,6 +180,16 @@ class KernelWS:
                 res.results.append(m["content"]["data"].get("text/plain", ""))
         return res
 
+    async def stream_until(self, text: str, timeout: float = 10) -> str:
+        """The stream output received until it contains ``text`` (each message within ``timeout``)."""
+        got = ""
+        while text not in got:
+            m = await self.recv(timeout)
+            assert m is not None, f"websocket closed before {text!r} was printed"
+            if m["msg_type"] == "stream":
+                got += m["content"]["text"]
+        return got
+
     async def collect(self, msg_id: str, timeout: float = 60) -> ExecResult:
         res = ExecResult(status="")
         idle = False
