@@ -90,26 +90,56 @@ class Target(abc.ABC):
         """Ask for a new kernel (POST /api/kernels or start_kernel) and return when the
         request was answered; the kernel may still be starting."""
 
+    #: The target's kernels are CurveZMQ servers (the bench checks that they are, see bench_curve).
+    curve: bool = False
+
     def server_pid(self) -> Optional[int]:
         """Pid of the gateway process (for RSS), None for the direct target."""
         return None
 
+    def connection_file(self, kernel: KernelHandle) -> Optional[str]:
+        """Path of the connection file of ``kernel`` (None if the bench cannot tell)."""
+        return None
 
-def write_kernelspec(root: Path, python: str, pin_cpu: Optional[int] = None) -> Path:
+
+class SkippedTarget(Target):
+    """A target this machine cannot run (e.g. no ipykernel 7 for the CurveZMQ pair): reported
+    as skipped with the reason, like a gateway that does not start."""
+
+    def __init__(self, key: str, label: str, reason: str) -> None:
+        self.key, self.label, self.reason = key, label, reason
+
+    async def setup(self) -> None:
+        raise TargetSkipped(self.reason)
+
+    async def teardown(self) -> None:
+        pass
+
+    async def create_kernel(self) -> KernelHandle:
+        raise TargetSkipped(self.reason)
+
+
+def write_kernelspec(root: Path, python: str, pin_cpu: Optional[int] = None, curve: bool = False) -> Path:
     """Write the bench kernelspec under ``root`` and return the directory that holds
     kernelspec directories (``root/share/jupyter/kernels``).
 
     ``pin_cpu`` starts every kernel under ``taskset -c CPU`` (all its threads on one CPU),
-    the same for every target."""
+    the same for every target. ``curve`` declares ``supported_encryption: ["curve"]`` (an
+    ipykernel 7 kernel, which serves its sockets as CurveZMQ servers when the kernel manager
+    has ``transport_encryption`` on); the spec keeps the name :data:`KERNEL_NAME`, so write it
+    under a ``root`` of its own."""
     kernels = root / "share" / "jupyter" / "kernels"
     spec_dir = kernels / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     pin = [] if pin_cpu is None else ["taskset", "-c", str(pin_cpu)]
+    metadata: dict[str, object] = {"debugger": False}
+    if curve:
+        metadata["supported_encryption"] = ["curve"]
     spec = {
         "argv": [*pin, python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (bench, ipykernel)",
+        "display_name": "Python (bench, ipykernel" + (", CurveZMQ)" if curve else ")"),
         "language": "python",
-        "metadata": {"debugger": False},
+        "metadata": metadata,
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return kernels

@@ -113,21 +113,33 @@ class DirectKernel(KernelHandle):
 
 
 class DirectTarget(Target):
+    """The floor. ``curve``: the kernels are started with ``transport_encryption="required"``
+    (the kernelspec in ``kernels_dir`` must declare ``supported_encryption: ["curve"]``), so
+    jupyter_client's client sockets are CurveZMQ clients of the kernel (it uses the key pair
+    of the connection file for them)."""
+
     key = "direct"
     label = "direct jupyter_client"
 
-    def __init__(self, kernels_dir: Path, lean: bool = True) -> None:
+    def __init__(self, kernels_dir: Path, lean: bool = True, curve: bool = False) -> None:
         self.lean = lean
+        self.curve = curve
         if not lean:
             self.key, self.label = "direct-api", "direct (jupyter_client API)"
+        if curve:
+            self.key, self.label = self.key + "-curve", self.label + ", CurveZMQ"
         self.ksm = KernelSpecManager(kernel_dirs=[str(kernels_dir)], ensure_native_kernel=False)
         self.kernels: list[DirectKernel] = []
 
     async def setup(self) -> None:
         self.ksm.get_kernel_spec(KERNEL_NAME)  # fail early on a broken spec
 
+    def connection_file(self, kernel: KernelHandle) -> Optional[str]:
+        return kernel.km.connection_file if isinstance(kernel, DirectKernel) else None
+
     async def create_kernel(self) -> KernelHandle:
-        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=self.ksm)
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=self.ksm,
+                                transport_encryption="required" if self.curve else "disabled")
         kernel = DirectKernel(km, self.lean)
         self.kernels.append(kernel)
         await km.start_kernel()

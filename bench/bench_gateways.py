@@ -36,6 +36,20 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 MAX_WS_MESSAGE = 256 * 1024 * 1024
 
 
+def connection_file_of(pid: int) -> Optional[str]:
+    """The connection file of the one ipykernel running below process ``pid`` (None if
+    there is not exactly one)."""
+    files = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            argv = proc.cmdline()
+        except psutil.Error:
+            continue
+        if "ipykernel_launcher" in argv and "-f" in argv:
+            files.append(argv[argv.index("-f") + 1])
+    return files[0] if len(files) == 1 else None
+
+
 class ManagedProcess:
     """A gateway subprocess whose whole process tree is stopped on :meth:`stop`."""
 
@@ -246,6 +260,10 @@ class GatewayTarget(Target):
     def server_pid(self) -> Optional[int]:
         return self.process.pid if self.process is not None else None
 
+    def connection_file(self, kernel: KernelHandle) -> Optional[str]:
+        """The connection file of the gateway's kernel, when it is the only one running."""
+        return connection_file_of(self.process.pid) if self.process is not None and self.process.alive() else None
+
     async def teardown(self) -> None:
         if self.process is not None and self.process.alive():
             self.process.remember_children()
@@ -285,14 +303,21 @@ class EnterpriseGatewayTarget(GatewayTarget):
 
 
 class YarnGatewayTarget(GatewayTarget):
-    """This project's gateway, from the bench interpreter's virtualenv."""
+    """This project's gateway, from the bench interpreter's virtualenv.
+
+    ``curve``: the gateway runs with ``KernelManager.transport_encryption = "required"`` and
+    ``kernels_dir`` holds the ipykernel 7 kernelspec declaring ``supported_encryption``: its
+    relay then reaches the kernel through libzmq's CurveZMQ (``relay/zmq_channel.py``)."""
 
     key = "yarn-gateway"
     label = "yarn-gateway"
 
-    def __init__(self, workdir: Path, kernels_dir: Path, exe: Path) -> None:
+    def __init__(self, workdir: Path, kernels_dir: Path, exe: Path, curve: bool = False) -> None:
         super().__init__(workdir, kernels_dir)
         self.exe = exe
+        self.curve = curve
+        if curve:
+            self.key, self.label = "yarn-gateway-curve", "yarn-gateway, CurveZMQ"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         if not self.exe.exists():
@@ -304,6 +329,7 @@ class YarnGatewayTarget(GatewayTarget):
             f"c.YarnGatewayApp.default_kernel_name = {KERNEL_NAME!r}\n"
             f"c.TokenAuthenticator.shared_token_user = {KERNEL_USERNAME!r}\n"
             f"c.AccessPolicy.local_kernel_users = {{{KERNEL_USERNAME!r}}}\n"  # bench_python is a local kernelspec
+            + ('c.KernelManager.transport_encryption = "required"\n' if self.curve else "")
         )
         cmd = [
             str(self.exe), "--ip=127.0.0.1", f"--port={self.port}", f"--token={self.token}",

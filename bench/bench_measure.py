@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
+import bench_curve
 import psutil
 from bench_common import KernelHandle, Target, TargetSkipped, burst_code, stream_code, stream_expected
 from bench_gateways import GatewayTarget
@@ -218,6 +219,7 @@ async def prepare(s: Subject, plan: Plan) -> None:
     log(f"{target.label}: kernel for the timed rounds, warm-up")
     s.kernel, _, _ = await start_one(target, plan.cell_timeout)
     await settle_ready(s.kernel)
+    await check_encryption(s)
     for _ in range(plan.rtt_warmup):
         await timed(s.kernel.run_cell("pass"), 30, "warm-up execute")
     await run_collect(s.kernel, stream_code(16, plan.stream_chunk), plan.cell_timeout)
@@ -229,6 +231,24 @@ async def prepare(s: Subject, plan: Plan) -> None:
         else:
             async with s.floor as direct:
                 await settle_ready(direct)
+
+
+async def check_encryption(s: Subject) -> None:
+    """Record whether the timed kernel's connection is CurveZMQ (bench_curve); a CurveZMQ
+    target whose kernel is not is an error of that target."""
+    target = s.target
+    assert s.kernel is not None
+    path = target.connection_file(s.kernel)
+    if path is None:
+        if target.curve:
+            raise bench_curve.NotEncrypted(f"{target.label}: the kernel's connection file was not found, "
+                                           "so its encryption cannot be checked")
+        log(f"{target.label}: kernel connection file not found, encryption not checked")
+        return
+    probe = await bench_curve.check(path, target.curve, target.label)
+    s.out["encryption"] = probe
+    s.out["kernel_transport"] = "CurveZMQ only" if probe["encrypted"] else "NULL (plaintext)"
+    log(f"{target.label}: kernel connection {'CurveZMQ' if probe['encrypted'] else 'NOT encrypted'} ({probe})")
 
 
 async def rtt_round(s: Subject, n: int) -> None:

@@ -1,4 +1,10 @@
-"""Tables and acceptance verdicts for gateway_bench results (issue 2, acceptance 5)."""
+"""Tables and acceptance verdicts for gateway_bench results.
+
+Two floors, two sets of verdicts: the NULL targets (``eg``, ``yarn-gateway``, ipykernel 6)
+against ``direct`` (issue 2, acceptance 5), and ``yarn-gateway-curve`` (ipykernel 7,
+CurveZMQ) against ``direct-curve`` (issue 17, acceptance 5). A ratio is always to the floor
+of the same kind of kernel, never across the two.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 FLOOR = "direct"
+CURVE_FLOOR = "direct-curve"
+FLOORS = (FLOOR, CURVE_FLOOR)
+
+
+def floor_of(key: str) -> Optional[str]:
+    """The floor a target is compared with (None for a floor itself)."""
+    if key in FLOORS:
+        return None
+    return CURVE_FLOOR if key.endswith("-curve") else FLOOR
 
 
 @dataclass(frozen=True)
@@ -23,6 +38,7 @@ ROWS = [
     Row("rtt_p99_ms", "execute round trip p99 (ms)", ratio=True),
     Row("stream_mb_s", "stream throughput (MB/s)", ratio=True),
     Row("stream_complete", "stream: every byte arrived"),
+    Row("kernel_transport", "kernel connection (checked from outside)"),
     Row("burst_msgs_s", "small-message rate (msg/s)", ratio=True),
     Row("burst_missing", "small messages lost"),
     Row("burst_out_of_order", "small messages out of order"),
@@ -79,6 +95,19 @@ def _same_kernel_judge(t: dict[str, Any], _floor: dict[str, Any]) -> tuple[bool,
     return ok, f"{r:.2f}x"
 
 
+def _encrypted_judge(t: dict[str, Any], _floor: dict[str, Any]) -> tuple[bool, str]:
+    probe = t.get("encryption")
+    if not isinstance(probe, dict):
+        return False, "not checked"
+    if probe.get("encrypted"):
+        return True, "NULL client unanswered"
+    return False, "NULL client answered" if probe.get("null_answered") else "NOT encrypted"
+
+
+def _floor_encrypted_judge(_t: dict[str, Any], floor: dict[str, Any]) -> tuple[bool, str]:
+    return _encrypted_judge(floor, {})
+
+
 CHECKS = [
     Check("round trip p50 <= 1.1x direct", _ratio_check("rtt_p50_ms", 1.1, at_most=True)),
     Check("throughput >= 0.9x direct, complete",
@@ -91,17 +120,41 @@ CHECKS = [
 ]
 
 
+#: Issue 17, acceptance 5: the encrypted path against a direct CurveZMQ client of the same kind of kernel.
+CURVE_CHECKS = [
+    Check("round trip p50 <= 1.15x direct-curve", _ratio_check("rtt_p50_ms", 1.15, at_most=True)),
+    Check("throughput >= 0.9x direct-curve, complete",
+          _ratio_check("stream_mb_s", 0.9, at_most=False, extra=lambda t: bool(t.get("stream_complete")))),
+    Check("gateway's kernel connection is CurveZMQ only", _encrypted_judge),
+    Check("direct-curve's kernel connection is CurveZMQ only", _floor_encrypted_judge),
+]
+
+
+@dataclass(frozen=True)
+class Suite:
+    title: str
+    floor: str
+    checks: list[Check]
+
+
+SUITES = [
+    Suite("acceptance (issue 2, #5)", FLOOR, CHECKS),
+    Suite("acceptance (issue 17, #5)", CURVE_FLOOR, CURVE_CHECKS),
+]
+
+
 def verdicts(targets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """PASS/FAIL per acceptance check for every gateway that ran, against the floor."""
-    floor = targets.get(FLOOR, {})
+    """PASS/FAIL per acceptance check for every gateway that ran, against its floor."""
     out: dict[str, dict[str, Any]] = {}
-    for key, t in targets.items():
-        if key == FLOOR or t.get("status") != "ok" or floor.get("status") != "ok":
-            continue
-        out[key] = {}
-        for check in CHECKS:
-            ok, shown = check.judge(t, floor)
-            out[key][check.label] = {"pass": ok, "value": shown}
+    for suite in SUITES:
+        floor = targets.get(suite.floor, {})
+        for key, t in targets.items():
+            if floor_of(key) != suite.floor or t.get("status") != "ok" or floor.get("status") != "ok":
+                continue
+            out[key] = {}
+            for check in suite.checks:
+                ok, shown = check.judge(t, floor)
+                out[key][check.label] = {"pass": ok, "value": shown}
     return out
 
 
@@ -113,7 +166,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if abs(value) >= 1000:
+        if abs(value) >= 999.95:  # what would print as "1000.0"
             return f"{value:,.0f}"
         if abs(value) >= 10:
             return f"{value:.1f}"
@@ -124,7 +177,6 @@ def _fmt(value: Any) -> str:
 def _cells(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     targets: dict[str, dict[str, Any]] = results["targets"]
     keys = list(targets)
-    floor = targets.get(FLOOR, {})
     header = ["metric"] + [targets[k].get("label", k) for k in keys]
     rows: list[list[str]] = []
     for row in ROWS:
@@ -135,7 +187,9 @@ def _cells(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 line.append(t.get("status", "-"))
                 continue
             cell = _fmt(t.get(row.key))
-            r = _ratio(t, floor, row.key) if row.ratio and k != FLOOR else None
+            floor_key = floor_of(k)
+            floor = targets.get(floor_key, {}) if floor_key is not None else {}
+            r = _ratio(t, floor, row.key) if row.ratio and floor_key is not None else None
             if r is not None:
                 cell += f" ({r:.2f}x)"
             line.append(cell)
@@ -147,18 +201,22 @@ def _n_idle(results: dict[str, Any]) -> int:
     return int(results.get("plan", {}).get("idle_kernels", 0))
 
 
-def _verdict_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _verdict_rows(results: dict[str, Any], suite: Suite) -> tuple[list[str], list[list[str]]]:
     v = results.get("verdicts", {})
-    keys = list(v)
-    header = ["acceptance (issue 2, #5)"] + [results["targets"][k].get("label", k) for k in keys]
+    keys = [k for k in v if floor_of(k) == suite.floor]
+    header = [suite.title] + [results["targets"][k].get("label", k) for k in keys]
     rows = []
-    for check in CHECKS:
+    for check in suite.checks:
         line = [check.label]
         for k in keys:
-            c = v[k][check.label]
-            line.append(f"{'PASS' if c['pass'] else 'FAIL'} ({c['value']})")
+            c = v[k].get(check.label)
+            line.append("-" if c is None else f"{'PASS' if c['pass'] else 'FAIL'} ({c['value']})")
         rows.append(line)
     return header, rows
+
+
+def _tables(results: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
+    return [_cells(results)] + [_verdict_rows(results, suite) for suite in SUITES]
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
@@ -168,11 +226,11 @@ def _notes(results: dict[str, Any]) -> list[str]:
     if load > 1.0:
         notes.append(f"the machine was busy (load average up to {load:.1f} on {m['cpus']} cores): "
                      "rates and ratios of this run are unreliable; rerun on a quiet machine")
-    floor = results["targets"].get(FLOOR, {})
-    if floor.get("burst_missing"):
-        notes.append("the direct floor lost small messages too: the kernel's iopub PUB socket dropped "
-                     "them (send high-water mark 1000) because no reader kept up, i.e. the machine was "
-                     "overloaded; losses in this run do not point at a gateway")
+    for key in FLOORS:
+        if results["targets"].get(key, {}).get("burst_missing"):
+            notes.append(f"the {key} floor lost small messages too: the kernel's iopub PUB socket dropped "
+                         "them (send high-water mark 1000) because no reader kept up, i.e. the machine was "
+                         "overloaded; losses in this run do not point at a gateway")
     for k, t in results["targets"].items():
         if t.get("status") != "ok":
             reason = str(t.get("reason", "")).splitlines()[0] if t.get("reason") else ""
@@ -185,6 +243,8 @@ def _title(results: dict[str, Any]) -> str:
     load = f"load {m.get('load_start', '?')} -> {m.get('load_end', '?')}"
     return (f"{results['date']}, {m['cpus']} cores, {m['memory_gb']} GB, {load}, {m['platform']}, "
             f"ipykernel {results['kernel']['ipykernel']}"
+            + (f" (CurveZMQ targets: ipykernel {results['kernel']['curve_ipykernel']})"
+               if results["kernel"].get("curve_ipykernel") else "")
             + (f", kernels pinned to CPU {results['kernel']['pinned_cpu']}"
                if results["kernel"].get("pinned_cpu") is not None else "")
             + (" (QUICK run)" if results.get("quick") else ""))
@@ -196,7 +256,7 @@ def _line(cells: list[str], widths: list[int]) -> str:
 
 def text_table(results: dict[str, Any]) -> str:
     parts = [_title(results)]
-    for header, rows in (_cells(results), _verdict_rows(results)):
+    for header, rows in _tables(results):
         if len(header) < 2:
             continue
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -208,7 +268,7 @@ def text_table(results: dict[str, Any]) -> str:
 
 def markdown_table(results: dict[str, Any]) -> str:
     parts = [f"Run: {_title(results)}", ""]
-    for header, rows in (_cells(results), _verdict_rows(results)):
+    for header, rows in _tables(results):
         if len(header) < 2:
             continue
         parts.append("| " + " | ".join(header) + " |")

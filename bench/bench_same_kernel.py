@@ -15,26 +15,11 @@ from __future__ import annotations
 import uuid
 from typing import Optional
 
-import psutil
 import zmq
 from bench_common import KernelHandle
 from bench_direct import DirectKernel
-from bench_gateways import GatewayKernel, GatewayTarget
+from bench_gateways import GatewayKernel, GatewayTarget, connection_file_of
 from jupyter_client.asynchronous import AsyncKernelClient
-
-
-def connection_file_of(pid: int) -> Optional[str]:
-    """The connection file of the one ipykernel running below process ``pid`` (None if
-    there is not exactly one)."""
-    files = []
-    for proc in psutil.Process(pid).children(recursive=True):
-        try:
-            argv = proc.cmdline()
-        except psutil.Error:
-            continue
-        if "ipykernel_launcher" in argv and "-f" in argv:
-            files.append(argv[argv.index("-f") + 1])
-    return files[0] if len(files) == 1 else None
 
 
 class SameKernelFloor:

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Gateway benchmark: yarn-gateway vs Enterprise Gateway 3.3.0 vs direct jupyter_client.
 
-One process, one run, the same local ipykernel for every target. See bench/README.md for
-what each metric means. Usage::
+One process, one run: the same local ipykernel (6.29) for the NULL targets, and an
+ipykernel 7 kernel with CurveZMQ (transport_encryption="required") for the encrypted pair
+direct-curve / yarn-gateway-curve. See bench/README.md for what each metric means. Usage::
 
-    .venv/bin/python bench/gateway_bench.py [--quick] [--targets direct,eg,yarn-gateway]
-        [--pin-kernels CPU]
+    .venv/bin/python bench/gateway_bench.py [--quick]
+        [--targets direct,eg,yarn-gateway,direct-curve,yarn-gateway-curve]
+        [--curve-kernel-python PATH] [--pin-kernels CPU]
 """
 
 from __future__ import annotations
@@ -28,23 +30,32 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import Target, ipykernel_version, write_kernelspec
+from bench_common import SkippedTarget, Target, ipykernel_version, write_kernelspec
 from bench_direct import DirectTarget
 from bench_gateways import EnterpriseGatewayTarget, YarnGatewayTarget
 from bench_measure import Plan, log, measure_all
 from bench_report import markdown_table, text_table, verdicts
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+CURVE_KERNEL_PYTHON = REPO_DIR / "build" / "curve-kernel-venv" / "bin" / "python"
+ALL_TARGETS = ("direct", "direct-api", "eg", "yarn-gateway", "direct-curve", "yarn-gateway-curve")
+DEFAULT_TARGETS = "direct,eg,yarn-gateway,direct-curve,yarn-gateway-curve"
+CURVE_TARGETS = {"direct-curve": "direct jupyter_client, CurveZMQ", "yarn-gateway-curve": "yarn-gateway, CurveZMQ"}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: few kernels, small outputs")
-    p.add_argument("--targets", default="direct,eg,yarn-gateway",
-                   help="comma-separated subset of direct,eg,yarn-gateway (direct is the floor); "
-                   "direct-api adds the floor measured through jupyter_client's message API")
+    p.add_argument("--targets", default=DEFAULT_TARGETS,
+                   help=f"comma-separated subset of {DEFAULT_TARGETS} (direct is the floor of the NULL "
+                   "targets, direct-curve the floor of yarn-gateway-curve); direct-api adds the floor "
+                   "measured through jupyter_client's message API")
     p.add_argument("--kernel-python", default=sys.executable,
                    help="interpreter of the kernel (needs ipykernel); default: the bench's own")
+    p.add_argument("--curve-kernel-python", type=Path, default=CURVE_KERNEL_PYTHON,
+                   help="interpreter of the CurveZMQ kernel of direct-curve and yarn-gateway-curve (needs "
+                   "ipykernel 7); default: build/curve-kernel-venv/bin/python (make curve-kernel-env)")
     p.add_argument("--eg-venv", type=Path, default=BENCH_DIR / ".venvs" / "eg",
                    help="virtualenv with Enterprise Gateway 3.3.0 (make bench-venvs)")
     p.add_argument("--yarn-gateway", type=Path, default=Path(sys.executable).parent / "yarn-gateway",
@@ -58,11 +69,30 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_targets(args: argparse.Namespace, work: Path, kernels_dir: Path) -> list[Target]:
+def wanted_targets(args: argparse.Namespace) -> list[str]:
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(wanted) - {"direct", "direct-api", "eg", "yarn-gateway"}
+    unknown = set(wanted) - set(ALL_TARGETS)
     if unknown:
         raise SystemExit(f"unknown targets: {', '.join(sorted(unknown))}")
+    return wanted
+
+
+def curve_kernel(python: Path) -> tuple[Optional[str], str]:
+    """(ipykernel version, "") of the CurveZMQ kernel's interpreter, or (None, why it cannot run)."""
+    if not os.access(python, os.X_OK):
+        return None, f"{python} missing: run `make curve-kernel-env` (or pass --curve-kernel-python)"
+    try:
+        version = ipykernel_version(str(python))
+    except (RuntimeError, OSError) as exc:
+        return None, str(exc)
+    if int(version.split(".")[0]) < 7:
+        return None, f"{python} has ipykernel {version}; CurveZMQ needs ipykernel 7"
+    return version, ""
+
+
+def build_targets(args: argparse.Namespace, work: Path, kernels_dir: Path,
+                  curve_kernels_dir: Optional[Path], curve_skip: str) -> list[Target]:
+    wanted = wanted_targets(args)
     targets: list[Target] = []
     if "direct" in wanted:
         targets.append(DirectTarget(kernels_dir))
@@ -72,6 +102,15 @@ def build_targets(args: argparse.Namespace, work: Path, kernels_dir: Path) -> li
         targets.append(EnterpriseGatewayTarget(work / "eg", kernels_dir, args.eg_venv))
     if "yarn-gateway" in wanted:
         targets.append(YarnGatewayTarget(work / "yarn-gateway", kernels_dir, args.yarn_gateway))
+    for key, label in CURVE_TARGETS.items():
+        if key not in wanted:
+            continue
+        if curve_kernels_dir is None:
+            targets.append(SkippedTarget(key, label, curve_skip))
+        elif key == "direct-curve":
+            targets.append(DirectTarget(curve_kernels_dir, curve=True))
+        else:
+            targets.append(YarnGatewayTarget(work / key, curve_kernels_dir, args.yarn_gateway, curve=True))
     return targets
 
 
@@ -96,6 +135,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     kver = ipykernel_version(args.kernel_python)
     log(f"kernel: {args.kernel_python} (ipykernel {kver})")
+    curve_kver: Optional[str] = None
+    curve_skip = ""
+    args.curve_kernel_python = Path(os.path.abspath(args.curve_kernel_python))  # not resolved: a venv's symlink
+    if set(wanted_targets(args)) & set(CURVE_TARGETS):
+        curve_kver, curve_skip = curve_kernel(args.curve_kernel_python)
+        log(f"CurveZMQ kernel: {args.curve_kernel_python} "
+            + (f"(ipykernel {curve_kver})" if curve_kver else f"unusable: {curve_skip}"))
     if os.getloadavg()[0] > 0.5:
         log(f"warning: load average {os.getloadavg()[0]:.2f} before the run; numbers will be noisy")
     results: dict[str, Any] = {
@@ -103,7 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
                     "load_start": round(os.getloadavg()[0], 2)},
-        "kernel": {"ipykernel": kver, "pinned_cpu": args.pin_kernels},
+        "kernel": {"ipykernel": kver, "pinned_cpu": args.pin_kernels, "curve_ipykernel": curve_kver},
         "plan": plan.__dict__,
         "quick": bool(args.quick),
         "targets": {},
@@ -114,7 +160,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         os.environ["IPYTHONDIR"] = str(work / "ipython")
         os.environ["JUPYTER_RUNTIME_DIR"] = str(work / "runtime")
         kernels_dir = write_kernelspec(work, args.kernel_python, args.pin_kernels)
-        targets = build_targets(args, work, kernels_dir)
+        curve_kernels_dir = None
+        if curve_kver is not None:
+            curve_kernels_dir = write_kernelspec(work / "curve", str(args.curve_kernel_python), args.pin_kernels,
+                                                 curve=True)
+        targets = build_targets(args, work, kernels_dir, curve_kernels_dir, curve_skip)
         try:
             results["targets"] = await measure_all(targets, plan)
         finally:

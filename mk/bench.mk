@@ -21,8 +21,8 @@ $(BENCH_VENVS)/eg/.stamp: mk/bench.mk
 
 bench-venvs: $(BENCH_VENVS)/eg/.stamp
 
-bench-quick: venv bench-venvs
+bench-quick: venv bench-venvs curve-kernel-env
 	$(PY) bench/gateway_bench.py --quick
 
-# `make bench` (top-level Makefile) also needs the peers.
-bench: bench-venvs
+# `make bench` (top-level Makefile) also needs the peers, and the ipykernel 7 kernel of the CurveZMQ targets.
+bench: bench-venvs curve-kernel-env

@@ -1,10 +1,10 @@
-# R kernel launcher for YARN cluster mode (launcher protocol v1; see PROTOCOL.md).
+# R kernel launcher for YARN cluster mode (launcher protocol v2; see PROTOCOL.md).
 #
 # Runs under `spark-submit launch_IRkernel.R --kernel-id ... --response-address ...
-# --public-key ... --port-range lo..hi --spark-context-initialization-mode lazy|eager|none`;
-# Spark's RRunner has started the JVM RBackend and set EXISTING_SPARKR_BACKEND_PORT and
-# SPARKR_BACKEND_AUTH_SECRET. Files next to this one: rbackend_client.R, launch_r_helper.py,
-# launcher_protocol.py. Steps:
+# --public-key ... --port-range lo..hi --spark-context-initialization-mode lazy|eager|none
+# --transport-encryption curve|none`; Spark's RRunner has started the JVM RBackend and set
+# EXISTING_SPARKR_BACKEND_PORT and SPARKR_BACKEND_AUTH_SECRET. Files next to this one:
+# rbackend_client.R, launch_r_helper.py, curve_proxy.py, launcher_protocol.py. Steps:
 #
 # 1. take KERNEL_LAUNCH_TOKEN and remove it from the environment (user code and its
 #    subprocesses never see it);
@@ -14,12 +14,15 @@
 #    reads the answer when `sc`/`spark` are first used (the JVM builds the context while
 #    the kernel already answers). With the SparkR package, `spark` is SparkR's session;
 #    without it, `sc`/`spark` are opaque JVM handles usable with jcall()/jstatic();
-# 3. IRkernel binds its five ZMQ sockets itself, each at random ports inside the range,
-#    retrying on collisions: no port is released and re-bound, so there is no hand-over
-#    window at all;
+# 3. IRkernel binds its five ZMQ sockets itself. `curve` (the default): on 127.0.0.1 only, at
+#    any free ports (IRkernel cannot be a CurveZMQ server; the helper's CurveZMQ proxy is what
+#    the network sees). `none`, or no CurveZMQ in the container's pyzmq: each at random ports
+#    inside the range on the reachable address, retrying on collisions. No port is released and
+#    re-bound, so there is no hand-over window at all;
 # 4. the helper (container Python) gets the token and connection info over a private pipe,
-#    binds the control port in the range, sends the encrypted response and serves the
-#    control port (signals go to this R process);
+#    with `curve` starts the CurveZMQ proxy (five CURVE server sockets in the range, the key
+#    pair in its memory only), binds the control port in the range, sends the encrypted
+#    response and serves the control port (signals go to this R process);
 # 5. the kernel runs; on shutdown IRkernel quits with status 0 and an exit finalizer stops
 #    Spark, so YARN reports FINISHED.
 
@@ -43,7 +46,7 @@ local({
 
   yg_parse_args <- function(args) {
     opts <- list(kernel_id = "", response_address = "", public_key = "", port_range = "0..0",
-                 spark_context_initialization_mode = "none")
+                 spark_context_initialization_mode = "none", transport_encryption = "curve")
     i <- 1L
     while (i < length(args)) {
       name <- gsub("-", "_", sub("^--", "", args[[i]]))
@@ -57,6 +60,7 @@ local({
     if (!opts$spark_context_initialization_mode %in% c("lazy", "eager", "none")) {
       stop("--spark-context-initialization-mode must be lazy, eager or none")
     }
+    if (!opts$transport_encryption %in% c("curve", "none")) stop("--transport-encryption must be curve or none")
     opts
   }
 
@@ -234,13 +238,24 @@ local({
     }
   }
 
-  yg_start_helper <- function(dir, opts, token, info) {
-    python <- Sys.getenv("PYSPARK_PYTHON", Sys.getenv("PYSPARK_DRIVER_PYTHON", "python3"))
+  yg_python <- function() Sys.getenv("PYSPARK_PYTHON", Sys.getenv("PYSPARK_DRIVER_PYTHON", "python3"))
+
+  # Whether the helper can run the CurveZMQ proxy: the container's Python has a pyzmq with CURVE.
+  yg_curve_available <- function() {
+    status <- tryCatch(suppressWarnings(system2(yg_python(), c("-c", shQuote(
+      "import sys, zmq; sys.exit(0 if zmq.has('curve') else 3)")), stdout = FALSE, stderr = FALSE)),
+      error = function(e) 1L)
+    identical(as.integer(status), 0L)
+  }
+
+  yg_start_helper <- function(dir, opts, token, info, proxy_ip) {
+    python <- yg_python()
     timeout <- suppressWarnings(as.numeric(Sys.getenv("KERNEL_LAUNCH_TIMEOUT", "120")))
     if (is.na(timeout) || timeout < 5) timeout <- 120
     argv <- c(python, file.path(dir, "launch_r_helper.py"), "--kernel-id", opts$kernel_id,
               "--response-address", opts$response_address, "--public-key", opts$public_key,
-              "--port-range", opts$port_range, "--r-pid", Sys.getpid(), "--launch-timeout", timeout)
+              "--port-range", opts$port_range, "--r-pid", Sys.getpid(), "--launch-timeout", timeout,
+              "--transport-encryption", opts$transport_encryption, "--proxy-ip", proxy_ip)
     # exec: the helper (through env) replaces the shell, so it is this process's child and sees our
     # pid. PYTHONPATH: Python puts the script's resolved directory first on sys.path, and YARN's
     # link for launch_r_helper.py points into a cache directory without launcher_protocol.py.
@@ -259,14 +274,26 @@ local({
   # top level: Rscript quits with status 1 and YARN marks the application FAILED. Such an
   # interrupt is resumed where it struck (nothing unwound, no message half sent); should R offer
   # no resume, the main loop is entered again.
+  #
+  # A SIGINT can also interrupt pbdZMQ between the parts of a message (R_zmq_msg_recv: EINTR):
+  # IRkernel then gets the parts out of step and wire_to_msg stops on the signature. That message
+  # is dropped (its client gets no reply) and the kernel goes on; the rest of its parts, read next
+  # as a message of their own, fail the same check once more. Any other error ends R as before.
   yg_run_kernel <- function(kernel) {
+    dropped <- 0L
     repeat {
       again <- tryCatch(withCallingHandlers({
         kernel$run()
         FALSE
       }, interrupt = function(e) {
         if (!is.null(findRestart("resume"))) invokeRestart("resume")
-      }), interrupt = function(e) TRUE)
+      }), interrupt = function(e) TRUE, error = function(e) {
+        call <- paste(deparse(conditionCall(e)), collapse = " ")
+        if (!grepl("wire_to_msg", call, fixed = TRUE) || dropped >= 1000L) stop(e)
+        dropped <<- dropped + 1L
+        yg_log("a message arrived out of step (receive interrupted by a signal): dropped")
+        TRUE
+      })
       if (!isTRUE(again)) return(invisible())
       yg_log("interrupt between requests: main loop entered again")
     }
@@ -290,13 +317,22 @@ local({
     yg_spark_start(mode)
     yg_spark_bind(globalenv())
     ip <- yg_reachable_ip(opts$response_address)
-    info <- list(ip = ip, transport = "tcp", signature_scheme = "hmac-sha256", key = yg_random_key(),
+    if (opts$transport_encryption == "curve" && !yg_curve_available()) {
+      yg_log("WARNING: the container's Python (", yg_python(), ") has no pyzmq with CurveZMQ: the kernel's ports",
+             "use plain ZMQ (HMAC-signed, readable on the network). Install pyzmq with libsodium on the cluster.")
+      opts$transport_encryption <- "none"
+    }
+    # With the proxy, the kernel listens on loopback only (any free port: not network-facing).
+    kernel_ip <- if (opts$transport_encryption == "curve") "127.0.0.1" else ip
+    bind <- if (opts$transport_encryption == "curve") yg_binder(kernel_ip, c(0L, 0L)) else yg_binder(ip, range)
+    info <- list(ip = kernel_ip, transport = "tcp", signature_scheme = "hmac-sha256", key = yg_random_key(),
                  kernel_name = Sys.getenv("KERNEL_SPEC_NAME", "ir"))
-    kernel <- yg_kernel_class()$new(info = info, bind = yg_binder(ip, range), notice_text = yg_notice())
+    kernel <- yg_kernel_class()$new(info = info, bind = bind, notice_text = yg_notice())
     info <- kernel$connection_info
-    yg_log("kernel", opts$kernel_id, "listening on", ip, paste(names(info)[grepl("_port$", names(info))],
-           unlist(info[grepl("_port$", names(info))]), sep = "=", collapse = " "))
-    helper <- yg_start_helper(dir, opts, token, info)
+    yg_log("kernel", opts$kernel_id, "listening on", kernel_ip, paste(names(info)[grepl("_port$", names(info))],
+           unlist(info[grepl("_port$", names(info))]), sep = "=", collapse = " "),
+           if (opts$transport_encryption == "curve") paste("(CurveZMQ proxy on", ip, "in", opts$port_range, ")") else "")
+    helper <- yg_start_helper(dir, opts, token, info, ip)
     rm(token, info)
     options(yarn_gateway.helper = helper)
     yg_run_kernel(kernel)

@@ -1,4 +1,4 @@
-"""Python kernel launcher for YARN cluster mode (PROTOCOL.md, version 1).
+"""Python kernel launcher for YARN cluster mode (launcher protocol, version 2).
 
 Runs inside the AM container's Python with only ipykernel, pycryptodome, pyspark
 (optional) and ``launcher_protocol.py`` next to it. Steps:
@@ -13,6 +13,12 @@ Runs inside the AM container's Python with only ipykernel, pycryptodome, pyspark
 4. initialize ipykernel in-process on those sockets, start the control server, send
    the encrypted response, then run the kernel (``lazy``: Spark starts in a background
    thread and ``spark``/``sc`` are proxies until it is up).
+
+``--transport-encryption curve`` (the default): the launcher makes the kernel's CurveZMQ key
+pair (libzmq's generator, in memory only) and every kernel socket is a CurveZMQ server before it
+is bound, so from the network the ports answer only CurveZMQ; the response carries the public
+key. ipykernel 6 needs no support of its own for this: CurveZMQ is a libzmq socket option. A
+libzmq without CURVE falls back to plain ZMQ with a warning (the gateway may refuse it).
 
 The kernel key and the launch token are never logged nor written to disk (no connection
 file is written).
@@ -192,6 +198,27 @@ class LauncherKernel(IPythonKernel):
             _no_wait.depth -= 1
 
 
+#: The kernel's CurveZMQ key pair (public, secret), Z85; None: plain ZMQ. Set before initialize().
+_curve_pair: Optional[tuple[bytes, bytes]] = None
+
+
+def make_curve_pair(mode: str) -> Optional[tuple[bytes, bytes]]:
+    """The kernel's CurveZMQ key pair for ``--transport-encryption`` ``mode``, or None."""
+    if mode != "curve":
+        return None
+    if not zmq.has("curve"):
+        log.warning("this container's libzmq has no CURVE support: the kernel's ports will not be encrypted")
+        return None
+    return zmq.curve_keypair()
+
+
+def _as_curve_server(s: zmq.Socket[Any]) -> None:
+    """Make ``s`` a CurveZMQ server (before it is bound) when the kernel encrypts."""
+    if _curve_pair is not None:
+        s.curve_publickey, s.curve_secretkey = _curve_pair
+        s.curve_server = True
+
+
 class _PreboundHeartbeat(Heartbeat):
     def __init__(self, context: zmq.Context[Any], addr: tuple[str, str, int], fd: int) -> None:
         self._fd = fd
@@ -199,6 +226,7 @@ class _PreboundHeartbeat(Heartbeat):
 
     def _try_bind_socket(self) -> Any:
         self.socket.setsockopt(zmq.USE_FD, self._fd)
+        _as_curve_server(self.socket)
         return super()._try_bind_socket()
 
 
@@ -213,8 +241,24 @@ class LauncherKernelApp(IPKernelApp):
         if fd is None:
             raise RuntimeError(f"port {port} was not pre-bound by the launcher")
         s.setsockopt(zmq.USE_FD, fd)
+        _as_curve_server(s)
         s.bind(f"tcp://{self.ip}:{port}")
         return port
+
+    def init_control(self, context: zmq.Context[Any]) -> None:
+        super().init_control(context)
+        if _curve_pair is None or self.debug_shell_socket is None:
+            return
+        # ipykernel's in-process client of its own shell port (the debugger's) must speak CurveZMQ too.
+        endpoint = self.shell_socket.getsockopt(zmq.LAST_ENDPOINT)
+        self.debug_shell_socket.close(linger=0)
+        self.debug_shell_socket = context.socket(zmq.DEALER)
+        self.debug_shell_socket.linger = 1000
+        public, secret = zmq.curve_keypair()
+        self.debug_shell_socket.curve_serverkey = _curve_pair[0]
+        self.debug_shell_socket.curve_publickey, self.debug_shell_socket.curve_secretkey = public, secret
+        if endpoint:
+            self.debug_shell_socket.connect(endpoint)
 
     def init_heartbeat(self) -> None:
         fd = self.prebound_fds.pop(self.hb_port)
@@ -252,6 +296,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--public-key", required=True)
     p.add_argument("--port-range", default="0..0")
     p.add_argument("--spark-context-initialization-mode", choices=SPARK_MODES, default="none")
+    p.add_argument("--transport-encryption", choices=lp.TRANSPORT_ENCRYPTION, default="curve")
     return p.parse_args(argv)
 
 
@@ -325,6 +370,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     cfg.Session.key = key.encode("ascii")
     cfg.Session.signature_scheme = "hmac-sha256"
     LauncherKernelApp.prebound_fds = {p: s.detach() for p, s in zip(ports.values(), socks)}
+    global _curve_pair
+    _curve_pair = make_curve_pair(args.transport_encryption)
     app = LauncherKernelApp.instance(config=cfg)
     app.initialize([])
     if app.shell is not None and spark.mode == "eager":
@@ -354,6 +401,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     conn_info = {"ip": ip, "transport": "tcp", "signature_scheme": "hmac-sha256", "key": key,
                  **ports, "kernel_name": os.environ.get("KERNEL_SPEC_NAME", "python3")}
+    if _curve_pair is not None:
+        conn_info[lp.CURVE_PUBLIC_FIELD] = _curve_pair[0].decode("ascii")
+    log.info("kernel %s: transport encryption %s", args.kernel_id, "CurveZMQ" if _curve_pair else "none")
     plaintext = lp.build_response_plaintext(token, conn_info, control.port, main_pid, socket.getfqdn())
     frame = lp.encrypt_response(args.kernel_id, plaintext, public_key)
     try:

@@ -1,4 +1,4 @@
-"""Launcher protocol, version 1: the Python implementation of everything a launcher does
+"""Launcher protocol, version 2: the Python implementation of everything a launcher does
 (response, control port) and of what both sides share (crypto, control-request MACs).
 
 See PROTOCOL.md. The gateway imports this module as ``yarn_gateway_launchers.launcher_protocol``
@@ -7,7 +7,7 @@ See PROTOCOL.md. The gateway imports this module as ``yarn_gateway_launchers.lau
 inside the YARN container, so it may use only the standard library and pycryptodome.
 
 Wire decisions every implementation (Python, Scala, R) must match, pinned by
-``tests/protocol/vectors_v1.json``:
+``tests/protocol/vectors_v2.json``:
 
 * Response plaintext: UTF-8 JSON object (any key order; the reference encoder writes
   canonical JSON: sorted keys, separators ``,`` and ``:``, UTF-8, no ASCII escaping).
@@ -18,12 +18,17 @@ Wire decisions every implementation (Python, Scala, R) must match, pinned by
   (Java: pass ``OAEPParameterSpec("SHA-256", "MGF1", MGF1ParameterSpec.SHA256,
   PSource.PSpecified.DEFAULT)`` explicitly; the JDK's default MGF1 hash is SHA-1.)
 * Frame: 4-byte big-endian unsigned length of the body, then the body, UTF-8 JSON
-  ``{"version": 1, "kernel_id", "key", "nonce", "ciphertext"}``; binary fields in
+  ``{"version": 2, "kernel_id", "key", "nonce", "ciphertext"}``; binary fields in
   standard base64 with padding. The reference encoder writes canonical JSON; the
   gateway accepts any valid JSON. Body limit: 64 KiB.
 * Control request MAC: HMAC-SHA256 keyed with the UTF-8 bytes of the kernel's
   connection key, over the canonical JSON of every field but ``mac``; ``mac`` is lower
   hex. ``ts`` is integer Unix seconds; ``nonce`` 32 hex chars (16 random bytes).
+* Version 2 adds CurveZMQ (``--transport-encryption curve``, the default): the launcher makes
+  the kernel's key pair in the container, every network-facing kernel port is a CurveZMQ server,
+  and ``connection_info`` carries ``curve_publickey`` (40 characters of Z85). The secret key never
+  leaves the container: a plaintext with ``curve_secretkey`` is refused. Without encryption
+  (``none``, or a libzmq without CURVE) the plaintext has no ``curve_publickey``.
 * ``busy`` and ``timeout`` answers mean "not processed, try again": launchers and the
   gateway's control client retry them with jittered backoff until their own deadline.
 """
@@ -49,7 +54,7 @@ from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 64 * 1024
 MIN_RSA_BITS = 2048
 AES_KEY_BYTES = 32
@@ -60,6 +65,10 @@ MAX_CONTROL_LINE = 4096
 CONTROL_REQUESTS = ("ping", "signal", "shutdown")
 CONNECTION_INFO_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 CONNECTION_INFO_FIELDS = ("ip", "transport", "signature_scheme", "key", *CONNECTION_INFO_PORTS, "kernel_name")
+#: ``--transport-encryption`` values: ``curve`` (CurveZMQ kernel ports, the default) or ``none``.
+TRANSPORT_ENCRYPTION = ("curve", "none")
+CURVE_PUBLIC_FIELD = "curve_publickey"
+CURVE_SECRET_FIELD = "curve_secretkey"  # noqa: S105 - a field name; it must never be sent
 
 # Rejection codes. Answers carry ``reason`` = "<code>: <detail>" so a launcher can act on
 # the code (e.g. treat "duplicate" after a lost answer as success) and a human can read it.

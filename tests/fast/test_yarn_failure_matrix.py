@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
@@ -28,14 +27,6 @@ JAVA_DIAGNOSTICS = (
     "java.lang.RuntimeException: boom\n"
     "\tat org.apache.spark.deploy.yarn.ApplicationMaster.runDriver(ApplicationMaster.scala:512)\n"
 )
-
-
-@pytest.fixture
-async def fake_rm() -> AsyncIterator[FakeRM]:
-    rm = FakeRM()
-    rm.start()
-    yield rm
-    await rm.stop()
 
 
 @pytest.fixture

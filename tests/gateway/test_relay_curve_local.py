@@ -18,6 +18,12 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
+from helpers.relay_checks import (
+    burst_arrives_in_order,
+    burst_survives_a_stalled_loop,
+    interrupt_stops_a_sleeping_cell,
+    reconnect_replays,
+)
 from helpers.steps import behaviour
 from yarn_gateway.relay.zmq_channel import LibzmqChannel
 
@@ -63,25 +69,13 @@ async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve
         res = await ws.execute('print("secret-" + "marker")')
         assert res.status == "ok" and res.stdout == "secret-marker\n", res
     with behaviour("a 10,000-line burst arrives complete and in order"):
-        res = await ws.execute("for i in range(10000): print(i)", timeout=120)
-        assert res.status == "ok" and res.stdout.split() == [str(i) for i in range(10000)]
+        await burst_arrives_in_order(ws)
     with behaviour("interrupt"):
         assert (await ws.execute("x = 41")).status == "ok"
-        msg = await ws.send_execute("import time; time.sleep(60)")
-        await asyncio.sleep(1.0)
-        assert (await c.request("POST", f"api/kernels/{kid}/interrupt", {})).code == 204
-        res = await ws.collect(msg["header"]["msg_id"], timeout=10)
-        assert res.status == "error" and res.error and res.error["ename"] == "KeyboardInterrupt"
+        await interrupt_stops_a_sleeping_cell(c, ws, kid)
         assert (await ws.execute("x + 1")).text == "42"
     with behaviour("reconnect replays what was missed"):
-        code = "import time\nfor i in range(30):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
-        msg = await ws.send_execute(code)
-        got = await ws.stream_until("line 3")
-        ws.close()
-        await asyncio.sleep(1.0)
-        ws = await c.connect(kid, session_id=ws.session_id)
-        res = await ws.collect(msg["header"]["msg_id"], timeout=60)
-        assert (got + res.stdout).splitlines() == [f"line {i}" for i in range(30)] and res.status == "ok"
+        ws = await reconnect_replays(c, ws, kid)
     with behaviour("restart keeps encryption and the websocket"):
         assert (await c.request("POST", f"api/kernels/{kid}/restart", {})).code == 200
         assert (await ws.execute("'x' in dir()")).text == "False"
@@ -126,3 +120,15 @@ async def test_the_hmac_key_alone_gets_nothing_from_a_curve_kernel(make_gateway:
     assert (await ws.execute("6 * 7")).text == "42"  # the kernel is fine
     ws.close()
     assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
+
+
+@pytest.mark.parametrize("stall", [0.2, 1.0])
+async def test_a_burst_survives_a_stalled_event_loop_on_the_encrypted_path(
+        make_gateway: Any, curve_kernelspec: str, stall: float) -> None:
+    # As on the NULL path (test_gateway_relay.py).
+    gw = await _curve_gateway(make_gateway, curve_kernelspec)
+    c = gw.client()
+    kid = await c.start_kernel(SPEC)
+    assert all(isinstance(ch, LibzmqChannel) for ch in gw.registry.kernels[kid].hub.kernel_channels())
+    await burst_survives_a_stalled_loop(c, kid, stall)
+    await c.request("DELETE", f"api/kernels/{kid}")

@@ -14,7 +14,8 @@ from yarn_gateway_launchers import launcher_protocol as lp
 REPO = Path(__file__).resolve().parents[2]
 #: What the R kernelspec ships into the container, side by side in its working directory.
 SHIPPED = [REPO / "launchers" / "R" / "launch_IRkernel.R", REPO / "launchers" / "R" / "rbackend_client.R",
-           REPO / "launchers" / "python" / "launch_r_helper.py", REPO / "launchers" / "python" / "launcher_protocol.py"]
+           REPO / "launchers" / "python" / "launch_r_helper.py", REPO / "launchers" / "python" / "launcher_protocol.py",
+           REPO / "launchers" / "python" / "curve_proxy.py"]
 RSCRIPT = shutil.which("Rscript")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from helpers.curve_client import kernel_client
 from helpers.floods import OTHER_HOST, BusyFront, Flood
 from yarn_gateway.provisioners.control_client import send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
@@ -82,8 +83,7 @@ async def test_launcher_starts_and_interrupts_under_floods(tmp_path: Path) -> No
         async with Flood("127.0.0.1", listener.port, 100, source=OTHER_HOST), \
                 Flood("127.0.0.1", listener.port, 30, source="127.0.0.1", churn=True), \
                 _launcher(tmp_path, listener, listener.address, (lo, hi)) as (proc, info, kid):
-            kc = AsyncKernelClient()
-            kc.load_connection_info(info["connection_info"])
+            kc = kernel_client(info["connection_info"])  # CurveZMQ with the kernel's public key
             kc.start_channels()
             try:
                 await kc.wait_for_ready(timeout=30)

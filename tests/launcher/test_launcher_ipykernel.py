@@ -18,8 +18,11 @@ from typing import Any
 
 import psutil
 import pytest
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from helpers.curve_client import kernel_client, shell_answers
+from helpers.sniff import MARKER_CELL, LoopbackCapture, capture_available, clear_text_of_marker_cell
 from yarn_gateway.provisioners.control_client import ControlRequestError, send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
 from yarn_gateway_launchers import launcher_protocol as lp
@@ -58,7 +61,7 @@ class Launched:
 
 
 async def _launch(tmp_path: Path, python: str, mode: str, extra_env: dict[str, str] | None = None,
-                  ) -> AsyncIterator[Launched]:
+                  encryption: str = "curve") -> AsyncIterator[Launched]:
     lo, hi = _free_range()
     listener = ResponseListener("127.0.0.1", f"{lo}..{hi}")
     await listener.start()
@@ -70,14 +73,13 @@ async def _launch(tmp_path: Path, python: str, mode: str, extra_env: dict[str, s
         proc = await asyncio.create_subprocess_exec(
             python, str(LAUNCHER), "--kernel-id", kernel_id, "--response-address", listener.address,
             "--public-key", listener.public_key_b64, "--port-range", f"{lo}..{hi}",
-            "--spark-context-initialization-mode", mode,
+            "--spark-context-initialization-mode", mode, "--transport-encryption", encryption,
             env=env, stdout=log_file, stderr=log_file, cwd=str(tmp_path),
         )
     try:
         info = await asyncio.wait_for(fut, 60)
         launched = Launched(proc, kernel_id, token, info, (lo, hi), log_path)
-        launched.kc = AsyncKernelClient()
-        launched.kc.load_connection_info(info["connection_info"])
+        launched.kc = kernel_client(info["connection_info"])
         launched.kc.start_channels()
         await launched.kc.wait_for_ready(timeout=30)
         yield launched
@@ -280,3 +282,54 @@ async def test_launcher_eager_spark(tmp_path: Path) -> None:
         assert (await _execute(k.kc, "spark.range(7).count()", timeout=60))["result"] == "7"
         assert await k.control("shutdown") == {"status": "ok"}
         assert await asyncio.wait_for(k.proc.wait(), 60) == 0
+
+
+# -- CurveZMQ (launcher protocol v2): what the network sees, who may talk to the kernel --------------------
+
+
+
+async def _marker_cell_through_tap(k: Launched) -> tuple[str, Any]:
+    ci = k.info["connection_info"]
+    ports = {ci[p] for p in lp.CONNECTION_INFO_PORTS}
+    printed: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    with LoopbackCapture(ports) as tap:
+        reply = await k.kc.execute_interactive(MARKER_CELL, timeout=30, output_hook=hook)
+        await asyncio.sleep(0.3)  # the last packets reach the tap
+    assert reply["content"]["status"] == "ok"
+    return "".join(printed), tap
+
+
+async def test_curve_kernel_ports_show_nothing_in_clear_and_answer_only_its_public_key(tmp_path: Path) -> None:
+    async for k in _launch(tmp_path, sys.executable, "none"):
+        ci = k.info["connection_info"]
+        public = ci["curve_publickey"]
+        assert len(public) == 40 and "curve_secretkey" not in ci  # the secret stays in the container
+        if capture_available():
+            printed, tap = await _marker_cell_through_tap(k)
+            assert printed == "secret-marker\n"  # intact at the client
+            assert tap.payload_bytes > 300, "the tap saw the cell's traffic"
+            assert not clear_text_of_marker_cell(tap.payload())
+        # The HMAC key alone opens nothing: a NULL client, and a CurveZMQ client with another server key.
+        other_public, _ = zmq.curve_keypair()
+        assert not await asyncio.to_thread(shell_answers, "127.0.0.1", ci["shell_port"], k.key, None)
+        assert not await asyncio.to_thread(shell_answers, "127.0.0.1", ci["shell_port"], k.key, other_public)
+        # With the kernel's public key, the same request is answered (the test can tell the two apart).
+        assert await asyncio.to_thread(shell_answers, "127.0.0.1", ci["shell_port"], k.key, public.encode())
+        assert (await _execute(k.kc, "6*7"))["result"] == "42"  # the refused clients changed nothing
+        logged = k.log_path.read_text(errors="replace")
+        assert "CurveZMQ" in logged and k.key not in logged
+
+
+async def test_encryption_none_is_plain_zmq_as_before(tmp_path: Path) -> None:
+    async for k in _launch(tmp_path, sys.executable, "none", encryption="none"):
+        ci = k.info["connection_info"]
+        assert "curve_publickey" not in ci
+        assert await asyncio.to_thread(shell_answers, "127.0.0.1", ci["shell_port"], k.key, None)
+        if capture_available():  # the control for the tap: without CurveZMQ it does see the marker
+            printed, tap = await _marker_cell_through_tap(k)
+            assert printed == "secret-marker\n" and clear_text_of_marker_cell(tap.payload()) == ["code", "output"]

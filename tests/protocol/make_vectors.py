@@ -1,4 +1,4 @@
-"""Generate tests/protocol/vectors_v1.json, the launcher protocol v1 test vectors.
+"""Generate tests/protocol/vectors_v2.json, the launcher protocol v2 test vectors.
 
 Run: ``python tests/protocol/make_vectors.py`` (writes the file next to this script).
 The committed JSON is the reference; every launcher (Python, Scala, R) and the gateway
@@ -7,7 +7,7 @@ rerunning with the same pycryptodome reproduces the file.
 
 File format (one JSON object):
 
-``protocol_version``      1
+``protocol_version``      2
 ``rsa_private_key_pem``   the gateway's fixed RSA-2048 private key, PKCS#8 PEM ("BEGIN PRIVATE KEY";
                           Java: strip the armour, PKCS8EncodedKeySpec)
 ``rsa_public_key_b64``    its public key as the launcher receives it (``--public-key``):
@@ -15,7 +15,8 @@ File format (one JSON object):
 ``response``              one positive response vector:
   ``kernel_id``                 also the AES-GCM associated data (ASCII)
   ``launch_token``              the token inside the plaintext
-  ``plaintext``                 the plaintext object
+  ``plaintext``                 the plaintext object (its connection_info has the kernel's
+                                CurveZMQ ``curve_publickey``, 40 characters of Z85)
   ``plaintext_b64``             its exact bytes: canonical JSON (sorted keys, separators
                                 "," and ":", UTF-8)
   ``aes_key_hex``, ``nonce_hex``  AES-256 key, 12-byte GCM nonce
@@ -35,13 +36,14 @@ File format (one JSON object):
   ``now``                       a verifier clock at which the request is valid
 ``negative``              list of inputs that must be rejected; ``kind`` is
   ``frame``          ``frame_b64`` → gateway rejects with ``expect_error``
+  ``frame_plaintext`` ``frame_b64`` decrypts, but its plaintext is refused → ``expect_error``
   ``frame_token``    ``frame_b64`` decrypts, but the waiting kernel ``waiting_kernel_id``
                      expects ``expected_launch_token`` → ``bad_token``
   ``control``        ``request`` (with ``mac``) for kernel ``kernel_id`` / ``key``, checked
                      at clock ``now`` after the nonces in ``seen_nonces`` were used →
                      ``expect_error``
 ``expect_error`` values are the codes of launcher_protocol (``E_*``): oversize, malformed,
-bad_version, decrypt_failed, bad_token, bad_mac, stale_ts, replayed_nonce, wrong_kernel.
+bad_version, decrypt_failed, invalid_plaintext, bad_token, bad_mac, stale_ts, replayed_nonce, wrong_kernel.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "launchers" / "pyth
 import launcher_protocol as lp
 from Crypto.PublicKey import RSA
 
-OUT = Path(__file__).with_name("vectors_v1.json")
+OUT = Path(__file__).with_name("vectors_v2.json")
 
 
 def stream(seed: bytes) -> Callable[[int], bytes]:
@@ -93,6 +95,8 @@ def build() -> dict[str, Any]:
         "ip": "10.1.2.3", "transport": "tcp", "signature_scheme": "hmac-sha256",
         "key": "5c0ffee0" * 8, "shell_port": 40001, "iopub_port": 40002, "stdin_port": 40003,
         "control_port": 40004, "hb_port": 40005, "kernel_name": "python3",
+        # A fixed Curve25519 public key in Z85 (the kernel's; the launcher makes a fresh pair each launch).
+        "curve_publickey": "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
     }
     plaintext = lp.build_response_plaintext(token, conn, 40006, 4242, "worker7.example.com")
     aes_key = bytes(range(32))
@@ -121,6 +125,14 @@ def build() -> dict[str, Any]:
     other_token_pt = lp.build_response_plaintext("not-the-token", conn, 40006, 4242, "worker7.example.com")
     other_token_frame = lp.encrypt_response(kernel_id, other_token_pt, pub, aes_key=aes_key, nonce=nonce,
                                             oaep_randfunc=lambda n: oaep_seed[:n])
+    def frame_with(connection_info: dict[str, Any]) -> bytes:
+        pt = lp.build_response_plaintext(token, connection_info, 40006, 4242, "worker7.example.com")
+        return lp.encrypt_response(kernel_id, pt, pub, aes_key=aes_key, nonce=nonce,
+                                   oaep_randfunc=lambda n: oaep_seed[:n])
+
+    with_secret = frame_with({**conn, "curve_secretkey": "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6"})
+    short_key = frame_with({**conn, "curve_publickey": conn["curve_publickey"][:39]})
+    not_z85 = frame_with({**conn, "curve_publickey": "~" * 40})
     good_req = dict(controls[0]["fields"], mac=controls[0]["mac_hex"])
     bad_mac = dict(good_req, mac="0" * 64)
     signed_other = lp.sign_control_request("another-kernel", ctl_key, "ping", ts=1767225600,
@@ -131,8 +143,16 @@ def build() -> dict[str, Any]:
         {"name": "wrong_kernel_id_aad", "kind": "frame",
          "frame_b64": b64(frame_from_body({**body, "kernel_id": "3f1d9f4e-6a7b-4c2d-9e8f-0a1b2c3d4e50"})),
          "expect_error": lp.E_DECRYPT},
-        {"name": "wrong_version", "kind": "frame", "frame_b64": b64(frame_from_body({**body, "version": 2})),
+        {"name": "wrong_version", "kind": "frame", "frame_b64": b64(frame_from_body({**body, "version": 3})),
          "expect_error": lp.E_BAD_VERSION},
+        {"name": "version_1_frame", "kind": "frame", "frame_b64": b64(frame_from_body({**body, "version": 1})),
+         "expect_error": lp.E_BAD_VERSION},
+        {"name": "curve_secret_key_sent", "kind": "frame_plaintext", "frame_b64": b64(with_secret),
+         "expect_error": lp.E_INVALID},
+        {"name": "curve_public_key_too_short", "kind": "frame_plaintext", "frame_b64": b64(short_key),
+         "expect_error": lp.E_INVALID},
+        {"name": "curve_public_key_not_z85", "kind": "frame_plaintext", "frame_b64": b64(not_z85),
+         "expect_error": lp.E_INVALID},
         {"name": "oversize_length_prefix", "kind": "frame",
          "frame_b64": b64(struct.pack(">I", lp.MAX_FRAME_BYTES + 1)), "expect_error": lp.E_OVERSIZE},
         {"name": "junk_body", "kind": "frame", "frame_b64": b64(struct.pack(">I", 9) + b"not json!"),

@@ -141,7 +141,8 @@ async def _send(rl: ResponseListener, data: bytes) -> dict[str, Any]:
 
 
 def _junk_key_frame(kernel_id: str) -> bytes:
-    body = json.dumps({"version": 1, "kernel_id": kernel_id, "key": base64.b64encode(b"\x01" * 256).decode(),
+    body = json.dumps({"version": lp.PROTOCOL_VERSION, "kernel_id": kernel_id,
+                       "key": base64.b64encode(b"\x01" * 256).decode(),
                        "nonce": base64.b64encode(b"\x00" * 12).decode(),
                        "ciphertext": base64.b64encode(b"\x00" * 64).decode()}).encode()
     return struct.pack(">I", len(body)) + body

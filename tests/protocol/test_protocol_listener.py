@@ -81,16 +81,16 @@ async def test_protocol_listener_hostile_clients_do_not_delay_launch(listener: R
     slow_started = time.monotonic()
 
     wrong_token = lp.encrypt_response(victim_id, _plaintext("guessed-token"), pub)
-    v2 = bytearray(lp.encrypt_response(victim_id, _plaintext(victim_token), pub))
-    body = json.loads(bytes(v2[4:]))
-    body["version"] = 2
+    other = bytearray(lp.encrypt_response(victim_id, _plaintext(victim_token), pub))
+    body = json.loads(bytes(other[4:]))
+    body["version"] = lp.PROTOCOL_VERSION + 1
     raw = json.dumps(body).encode()
-    version2 = struct.pack(">I", len(raw)) + raw
+    other_version = struct.pack(">I", len(raw)) + raw
     hostile = [
         _send(listener, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
         _send(listener, struct.pack(">I", 10 * 1024 * 1024) + b"x" * 100),
         _send(listener, wrong_token),
-        _send(listener, version2),
+        _send(listener, other_version),
         _send(listener, struct.pack(">I", 20) + b"\xff" * 20),
     ]
     good_frame = lp.encrypt_response(good_id, _plaintext(good_token), pub)
@@ -109,7 +109,7 @@ async def test_protocol_listener_hostile_clients_do_not_delay_launch(listener: R
     assert answers[2] is not None and answers[2]["reason"].startswith(lp.E_OVERSIZE)
     assert answers[3] is not None and answers[3]["reason"].startswith(lp.E_BAD_TOKEN)
     assert answers[4] is not None and answers[4]["reason"].startswith(lp.E_BAD_VERSION)
-    assert "version 1" in answers[4]["reason"]
+    assert f"version {lp.PROTOCOL_VERSION}" in answers[4]["reason"]
     assert answers[5] is not None and answers[5]["reason"].startswith(lp.E_MALFORMED)
     assert all(good_token not in r and victim_token not in r for r in reasons)
     assert not victim_fut.done(), "a forged frame must not settle the victim's launch"

@@ -1,4 +1,4 @@
-"""launcher_protocol against the committed v1 test vectors (shared with Scala and R)."""
+"""launcher_protocol against the committed v2 test vectors (shared with Scala and R)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from Crypto.PublicKey import RSA
 from yarn_gateway.provisioners import response_frames as frames
 from yarn_gateway_launchers import launcher_protocol as lp
 
-VECTORS = json.loads(Path(__file__).with_name("vectors_v1.json").read_text(encoding="utf-8"))
+VECTORS = json.loads(Path(__file__).with_name("vectors_v2.json").read_text(encoding="utf-8"))
 RESP = VECTORS["response"]
 
 
@@ -81,6 +81,8 @@ def test_protocol_vectors_negative_rejected(vec: dict[str, Any], private_key: RS
     with pytest.raises(lp.ProtocolError) as info:
         if vec["kind"] == "frame":
             frames.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
+        elif vec["kind"] == "frame_plaintext":
+            frames.validate_plaintext(frames.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)[1])
         elif vec["kind"] == "frame_token":
             kernel_id, plain = frames.decode_frame(base64.b64decode(vec["frame_b64"]), private_key)
             assert kernel_id == vec["waiting_kernel_id"]
@@ -100,4 +102,4 @@ def test_protocol_vectors_unknown_version_reason_is_clear() -> None:
     vec = next(v for v in VECTORS["negative"] if v["name"] == "wrong_version")
     with pytest.raises(lp.ProtocolError) as info:
         frames.parse_frame_body(base64.b64decode(vec["frame_b64"])[4:])
-    assert "version 2" in info.value.reason and "version 1" in info.value.reason
+    assert "version 3" in info.value.reason and "version 2" in info.value.reason

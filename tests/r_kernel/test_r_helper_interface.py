@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import pytest
+import zmq
 from Crypto.PublicKey import RSA
 
 from yarn_gateway.provisioners import response_frames as frames
@@ -56,7 +57,7 @@ def _control(port: int, kid: str, key: str, request: str, signum: int | None = N
         return json.loads(s.makefile().readline())
 
 
-def test_helper_reports_serves_control_and_exits_on_eof() -> None:
+def test_helper_without_encryption_reports_serves_control_and_exits_on_eof() -> None:
     gw = FakeGateway()
     fake_r = subprocess.Popen(["sleep", "60"])
     kid = "0f4b6d2e-1111-2222-3333-444455556666"
@@ -67,7 +68,8 @@ def test_helper_reports_serves_control_and_exits_on_eof() -> None:
     pub = lp.public_key_b64(gw.key)
     helper = subprocess.Popen(
         [sys.executable, HELPER, "--kernel-id", kid, "--response-address", gw.address, "--public-key", pub,
-         "--port-range", f"{RANGE[0]}..{RANGE[1]}", "--r-pid", str(fake_r.pid), "--launch-timeout", "20"],
+         "--port-range", f"{RANGE[0]}..{RANGE[1]}", "--r-pid", str(fake_r.pid), "--launch-timeout", "20",
+         "--transport-encryption", "none"],
         stdin=subprocess.PIPE, text=True)
     try:
         assert helper.stdin is not None
@@ -97,11 +99,90 @@ def test_helper_reports_serves_control_and_exits_on_eof() -> None:
                 p.wait()
 
 
+def _fake_irkernel(ctx: zmq.Context[Any]) -> tuple[dict[str, zmq.Socket[Any]], dict[str, int]]:
+    """IRkernel's five sockets, NULL mechanism, on 127.0.0.1 only (as the R launcher binds them with curve)."""
+    kinds = {"shell_port": zmq.ROUTER, "iopub_port": zmq.PUB, "stdin_port": zmq.ROUTER, "control_port": zmq.ROUTER,
+             "hb_port": zmq.REP}
+    socks = {name: ctx.socket(kind) for name, kind in kinds.items()}
+    ports: dict[str, int] = {}
+    for name, sock in socks.items():
+        sock.linger = 0
+        ports[name] = sock.bind_to_random_port("tcp://127.0.0.1")
+    return socks, ports
+
+
+def test_helper_with_curve_reports_the_proxy_and_shuts_the_kernel_down_on_loopback() -> None:
+    gw = FakeGateway()
+    fake_r = subprocess.Popen(["sleep", "60"])
+    kid = "0f4b6d2e-1111-2222-3333-444455556688"
+    ctx: zmq.Context[Any] = zmq.Context()
+    kernel, loopback = _fake_irkernel(ctx)
+    info: dict[str, Any] = {"ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256",
+                            "key": os.urandom(32).hex(), **loopback, "kernel_name": "ir"}
+    helper = subprocess.Popen(
+        [sys.executable, HELPER, "--kernel-id", kid, "--response-address", gw.address, "--public-key",
+         lp.public_key_b64(gw.key), "--port-range", f"{RANGE[0]}..{RANGE[1]}", "--r-pid", str(fake_r.pid),
+         "--launch-timeout", "20", "--transport-encryption", "curve", "--proxy-ip", "127.0.0.1"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        assert helper.stdin is not None
+        helper.stdin.write(json.dumps({"launch_token": "tok-456", "connection_info": info}) + "\n")
+        helper.stdin.flush()
+        assert gw.done.wait(20), "no response frame"
+        got = gw.received["connection_info"]
+        # the proxy's ports, in the range, and its public key; never a secret key
+        public = got.pop(lp.CURVE_PUBLIC_FIELD)
+        assert isinstance(public, str) and len(public) == 40 and lp.CURVE_SECRET_FIELD not in got
+        ports = {p: got[p] for p in lp.CONNECTION_INFO_PORTS}
+        assert all(RANGE[0] <= p <= RANGE[1] for p in ports.values()), ports
+        assert got == {**info, **ports}
+        assert RANGE[0] <= gw.received["control_port"] <= RANGE[1]
+
+        # a CurveZMQ client reaches the kernel's loopback shell through the proxy
+        client = ctx.socket(zmq.DEALER)
+        client.linger = 0
+        client.curve_publickey, client.curve_secretkey = zmq.curve_keypair()
+        client.curve_serverkey = public.encode()
+        client.identity = b"gw-session"
+        client.connect(f"tcp://127.0.0.1:{ports['shell_port']}")
+        client.send_multipart([b"<IDS|MSG>", b"hello"])
+        assert kernel["shell_port"].poll(10_000)
+        assert kernel["shell_port"].recv_multipart() == [b"yg-proxy", b"gw-session", b"<IDS|MSG>", b"hello"]
+
+        # shutdown: the helper sends IRkernel's shutdown_request to its loopback control port itself
+        assert _control(gw.received["control_port"], kid, info["key"], "shutdown") == {"status": "ok"}
+        assert kernel["control_port"].poll(10_000)
+        frames = kernel["control_port"].recv_multipart()
+        assert frames[0] != b"yg-proxy" and frames[1] == b"<IDS|MSG>"  # directly, not through the proxy
+        assert json.loads(frames[3])["msg_type"] == "shutdown_request"
+        fake_r.kill()  # "R" quits; its end of the pipe closes
+        fake_r.wait()
+        helper.stdin.close()
+        assert helper.wait(15) == 0
+        for port in ports.values():  # the proxy is gone with the helper
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        err = helper.stderr.read() if helper.stderr else ""
+        assert info["key"] not in err and "tok-456" not in err and public not in err
+    finally:
+        if client is not None:
+            client.close()
+        for sock in kernel.values():
+            sock.close()
+        ctx.term()
+        for p in (helper, fake_r):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 @pytest.mark.parametrize("line", ["", "not json\n", '{"connection_info": {}}\n'])
 def test_helper_refuses_a_bad_handoff(line: str) -> None:
     helper = subprocess.Popen(
         [sys.executable, HELPER, "--kernel-id", "k", "--response-address", "127.0.0.1:1", "--public-key", "x",
-         "--r-pid", str(os.getpid())], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--r-pid", str(os.getpid()), "--proxy-ip", "127.0.0.1"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
     _out, err = helper.communicate(line, timeout=20)
     assert helper.returncode == 2, err
     assert "bad hand-off" in err
@@ -119,7 +200,7 @@ def _unreportable_argv() -> list[str]:
     pub = lp.public_key_b64(RSA.generate(2048))
     return [sys.executable, HELPER, "--kernel-id", "0f4b6d2e-1111-2222-3333-444455556677", "--response-address",
             _refused_address(), "--public-key", pub, "--port-range", f"{RANGE[0]}..{RANGE[1]}",
-            "--launch-timeout", "2", "--r-pid"]
+            "--launch-timeout", "2", "--transport-encryption", "curve", "--proxy-ip", "127.0.0.1", "--r-pid"]
 
 
 HANDOFF = json.dumps({"launch_token": "tok", "connection_info": {

@@ -17,10 +17,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from helpers.curve_client import kernel_client
 from helpers.r_launcher import free_range, has_irkernel, start_r_launcher
 from yarn_gateway.provisioners.control_client import send_control
 from yarn_gateway.provisioners.response_listener import ResponseListener
@@ -47,11 +49,11 @@ async def test_sigints_between_cells_leave_the_r_kernel_running(tmp_path: Path) 
     fut = listener.register(kid, token)
     proc, log_path = await start_r_launcher(tmp_path, kid, token, f"127.0.0.1:{listener.port}",
                                             listener.public_key_b64, (lo, hi))
-    kc = AsyncKernelClient()
+    kc: Optional[AsyncKernelClient] = None
     try:
         info = await asyncio.wait_for(fut, 90)
         r_pid, key, cport = int(info["pid"]), str(info["connection_info"]["key"]), int(info["control_port"])
-        kc.load_connection_info(info["connection_info"])
+        kc = kernel_client(info["connection_info"])  # CurveZMQ (the default) through the helper's proxy
         kc.start_channels()
         await kc.wait_for_ready(timeout=60)
         stop, sent = threading.Event(), [0]
@@ -87,7 +89,8 @@ async def test_sigints_between_cells_leave_the_r_kernel_running(tmp_path: Path) 
         assert await send_control("127.0.0.1", cport, kid, key, "shutdown", timeout=10) == {"status": "ok"}
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        kc.stop_channels()
+        if kc is not None:
+            kc.stop_channels()
         await listener.stop()
         if proc.returncode is None:
             proc.kill()

@@ -123,8 +123,9 @@ async def test_r_kernel_runs_spark_on_yarn_as_caller_interrupts_and_finishes(
         assert owner.split() == [container_user(), "alice"], owner
         assert (await ws.execute('nzchar(Sys.getenv("KERNEL_LAUNCH_TOKEN"))')).text.strip() == "[1] FALSE"
 
-    # Every port the launcher (R + its helper) listens on is inside the range.
-    with behaviour('every listening port is inside the range'):
+    # Every port the launcher reported is inside the range: its helper's (CurveZMQ proxy and control
+    # port); IRkernel itself listens on 127.0.0.1 only, behind the proxy (tests/r_kernel/test_r_curve.py).
+    with behaviour('every reported port is inside the range and the helper\'s; R listens on loopback only'):
         rec = gw.registry.kernels[kid]
         info = rec.km.get_connection_info()
         lo, hi = PORT_RANGE
@@ -134,8 +135,9 @@ async def test_r_kernel_runs_spark_on_yarn_as_caller_interrupts_and_finishes(
         r_proc = psutil.Process(r_pid)
         helpers = r_proc.children()
         assert len(helpers) == 1 and "launch_r_helper.py" in " ".join(helpers[0].cmdline())
-        opened = _listening(r_proc) | _listening(helpers[0])
-        assert opened == set(ports), (opened, ports)
+        assert _listening(helpers[0]) == set(ports), (_listening(helpers[0]), ports)
+        r_listening = [c.laddr for c in r_proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        assert len(r_listening) == 5 and {a.ip for a in r_listening} == {"127.0.0.1"}, r_listening
 
     # The control port refuses a bad MAC.
     with behaviour('the control port refuses a bad MAC'):

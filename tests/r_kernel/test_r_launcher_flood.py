@@ -16,6 +16,7 @@ import psutil
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
+from helpers.curve_client import kernel_client
 from helpers.floods import OTHER_HOST, BusyFront, Flood
 from helpers.r_launcher import free_range, has_irkernel, start_r_launcher
 from helpers.waiting import wait_until
@@ -76,8 +77,9 @@ async def test_r_launcher_under_listener_and_control_floods(tmp_path: Path) -> N
             assert len(helpers) == 1 and "launch_r_helper.py" in " ".join(helpers[0].cmdline())
         info = fut.result()
         key, cport = str(info["connection_info"]["key"]), int(info["control_port"])
-        kc = AsyncKernelClient()
-        kc.load_connection_info(info["connection_info"])
+        # the default, CurveZMQ: IRkernel behind the helper's proxy, reached with the public key only
+        assert info["connection_info"].get("curve_publickey")
+        kc = kernel_client(info["connection_info"])
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=60)

@@ -23,7 +23,7 @@ from yarn_gateway.provisioners.control_client import ControlRequestError, send_c
 from yarn_gateway_launchers import launcher_protocol as lp
 
 SPEC = "spark_scala_yarn_cluster"
-VECTORS = Path(__file__).resolve().parents[1] / "protocol" / "vectors_v1.json"
+VECTORS = Path(__file__).resolve().parents[1] / "protocol" / "vectors_v2.json"
 KERNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
@@ -38,7 +38,8 @@ def test_scala_launcher_passes_protocol_vectors(launcher_jar: Path) -> None:
     assert lines[-1] == "ALL OK"
     checked = {ln.split()[1] for ln in lines if ln.startswith("ok ")}
     # Every launcher-side vector: response bytes, the three control requests, all negative control cases.
-    assert {"response.frame", "response.aes_gcm", "response.oaep_params_match_python", "control.signal.mac",
+    assert {"protocol_version", "response.curve_publickey_only", "response.frame", "response.aes_gcm",
+            "response.oaep_params_match_python", "control.signal.mac",
             "negative.bad_mac", "negative.stale_ts", "negative.replayed_nonce", "negative.other_kernel"} <= checked
 
 
@@ -120,8 +121,9 @@ async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_
         profiles = 'new java.io.File(System.getProperty("java.io.tmpdir")).list.count(_.startsWith("toree-profile-"))'
         assert await _int(ws, profiles) == 0
 
-    # Every port the launcher opened (five kernel ports, control port) is in the range and is the driver's;
-    # anything else the driver JVM listens on is Spark's own (driver RPC, block manager, UI).
+    # Every port the launcher opened (five CurveZMQ proxy ports, control port) is in the range and is the
+    # driver's; anything else the driver JVM listens on is Toree's (loopback) or Spark's own (driver RPC,
+    # block manager, UI).
     with behaviour("every launcher port is in the range, the rest is Spark's"):
         prov = gw.registry.kernels[kid].km.provisioner
         info = gw.registry.kernels[kid].km.get_connection_info()
@@ -132,9 +134,13 @@ async def test_scala_kernel_runs_spark_on_yarn_as_caller_ports_in_range_bad_mac_
         spark_ports = {await _int(ws, "sc.getConf.get(\"spark.driver.port\").toInt"),
                        await _int(ws, "org.apache.spark.SparkEnv.get.blockManager.blockManagerId.port"),
                        await _int(ws, "sc.uiWebUrl.get.split(':').last.toInt")}
-        listening = {c.laddr.port for c in driver.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        # Toree's own five sockets sit behind the launcher's CurveZMQ proxy, on loopback (test_scala_curve.py).
+        toree_ports = {await _int(ws, f'kernel.config.getInt("{p}")') for p in KERNEL_PORTS}
+        conns = [c for c in driver.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        listening = {c.laddr.port for c in conns}
+        assert {c.laddr.ip.removeprefix("::ffff:") for c in conns if c.laddr.port in toree_ports} == {"127.0.0.1"}
         assert launcher_ports <= listening, (launcher_ports, listening)
-        assert listening - launcher_ports <= spark_ports, (listening, spark_ports)
+        assert listening - launcher_ports - toree_ports <= spark_ports, (listening, spark_ports)
 
     # The control port: a request signed with another key is refused, a valid one passes, its replay is refused.
     with behaviour('the control port refuses another key and a replay'):

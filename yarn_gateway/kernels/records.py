@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from ..auth.base import is_valid_user_name
 from ..errors import GatewayError
+from ..provisioners.host import kernel_curve_public_key
 from ..utils import isoformat_z
 from .env import validate_request_env
 from .session_record import Checkpoint, SessionRecord, new_record
@@ -27,11 +28,23 @@ def json_safe_connection_info(info: Optional[dict[str, Any]]) -> Optional[dict[s
     return out
 
 
+def kernel_connection_info(km: Any) -> dict[str, Any]:
+    """What the relay and a session record need to reach a kernel: jupyter_client's connection
+    info plus the kernel's CurveZMQ public key when its provisioner holds one. (jupyter_client
+    keeps CurveZMQ keys only as a pair with the secret key; a YARN kernel's secret key never
+    leaves its container, so its provisioner keeps the public key.)"""
+    info = dict(km.get_connection_info(session=False))
+    public = kernel_curve_public_key(km)
+    if public and not info.get("curve_publickey"):
+        info["curve_publickey"] = public
+    return info
+
+
 async def record_of(rec: KernelRecord, gateway_id: str, launching: bool = False) -> SessionRecord:
     """The session record of a kernel (its connection info only once it is connected)."""
     prov = rec.km.provisioner
     info: Any = await prov.get_provisioner_info() if prov is not None else {}
-    conn = None if launching else json_safe_connection_info(dict(rec.km.get_connection_info(session=False)))
+    conn = None if launching else json_safe_connection_info(kernel_connection_info(rec.km))
     return new_record(
         kernel_id=rec.kernel_id,
         name=rec.name,

@@ -39,7 +39,7 @@ from .env import base_environment, client_launch_timeout, validate_request_env
 from .kernel_record import KernelRecord
 from .limits import KernelLimits
 from .params import KernelParameters
-from .records import record_model
+from .records import kernel_connection_info, record_model
 from .session_record import SessionRecord
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class KernelRegistry(LoggingConfigurable):
                 km.start_kernel(kernel_id=rec.kernel_id, env={**base_environment(), **env}),
                 backstop + self.start_grace,
             )
-            await hub.connect(dict(km.get_connection_info(session=False)), timeout, km.is_alive)
+            await hub.connect(kernel_connection_info(km), timeout, km.is_alive)
         except asyncio.CancelledError:
             await self._discard(rec)
             raise
@@ -342,7 +342,7 @@ class KernelRegistry(LoggingConfigurable):
             try:
                 await rec.km.restart_kernel(now=False)
                 await rec.hub.connect(
-                    dict(rec.km.get_connection_info(session=False)), self.launch_timeout, rec.km.is_alive
+                    kernel_connection_info(rec.km), self.launch_timeout, rec.km.is_alive
                 )
             except Exception as exc:
                 rec.hub.broadcast_status("dead")
@@ -387,7 +387,7 @@ class KernelRegistry(LoggingConfigurable):
         hub = KernelHub(kid, self._limits())
         hub.last_activity = datetime.fromtimestamp(record["last_activity"] or time.time(), timezone.utc)
         try:
-            await hub.connect(dict(km.get_connection_info(session=False)), attach_timeout, km.is_alive)
+            await hub.connect(kernel_connection_info(km), attach_timeout, km.is_alive)
         except KernelNotReady as exc:
             hub.close()
             raise GatewayError(503, f"Kernel {kid} ({name}) is recorded as running but does not answer "

@@ -1,4 +1,4 @@
-"""Launcher protocol v1, gateway side of the response (PROTOCOL.md, "The response"):
+"""Launcher protocol v2, gateway side of the response (PROTOCOL.md, "The response"):
 parsing, decrypting and checking the frame a launcher sends to the response listener.
 
 The launcher side (and the crypto primitives both sides share) is
@@ -19,6 +19,8 @@ from Crypto.PublicKey import RSA
 from yarn_gateway_launchers.launcher_protocol import (
     CONNECTION_INFO_FIELDS,
     CONNECTION_INFO_PORTS,
+    CURVE_PUBLIC_FIELD,
+    CURVE_SECRET_FIELD,
     DEFAULT_SIGNATURE_SCHEMES,
     E_BAD_VERSION,
     E_DECRYPT,
@@ -32,6 +34,8 @@ from yarn_gateway_launchers.launcher_protocol import (
     aes_gcm_decrypt,
     rsa_unwrap_key,
 )
+
+from ..relay.channel import CurveKeys
 
 
 def parse_frame_length(header: bytes, limit: int = MAX_FRAME_BYTES) -> int:
@@ -138,6 +142,14 @@ def validate_plaintext(
         shown = scheme[:40] if isinstance(scheme, str) else type(scheme).__name__
         raise ProtocolError(E_INVALID, f"connection_info.signature_scheme {shown!r} is not allowed "
                             f"(this gateway accepts {', '.join(signature_schemes)})")
+    if CURVE_SECRET_FIELD in ci:
+        raise ProtocolError(E_INVALID, "connection_info carries the kernel's CurveZMQ secret key, which must "
+                            "never leave the container (the launcher is broken; reinstall it)")
+    if CURVE_PUBLIC_FIELD in ci:
+        try:
+            CurveKeys(ci[CURVE_PUBLIC_FIELD])
+        except ValueError as e:
+            raise ProtocolError(E_INVALID, f"connection_info.{CURVE_PUBLIC_FIELD}: {e}") from None
     if not _is_port(obj.get("control_port")):
         raise ProtocolError(E_INVALID, "control_port is not a port number")
     pid = obj.get("pid")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Optional
 
 import requests
-from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from yarn_gateway_launchers.launcher_protocol import SIGNATURE_SCHEMES
@@ -95,6 +95,11 @@ class YarnServices(LoggingConfigurable):
         "0..0", config=True,
         help="Ports ('lo..hi') for the response listener and every port a launcher opens; '0..0' = any.",
     )
+    require_transport_encryption = Bool(
+        True, config=True,
+        help="Refuse YARN kernels whose ZMQ ports are not CurveZMQ-encrypted: a kernelspec with "
+        "transport_encryption 'none' (403 at start) and a launcher that offers no CurveZMQ key (the launch "
+        "fails and the application is stopped). Turn off only on a trusted cluster network.")
     response_ip = Unicode("0.0.0.0", config=True, help="Address the response listener binds.")
     response_advertise_host = Unicode(
         "", config=True, help="Host name launchers use to reach the listener (default: this host's FQDN)."

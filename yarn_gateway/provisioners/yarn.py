@@ -32,7 +32,9 @@ from typing import Any, Optional
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Dict, Float, List, Unicode
+from traitlets import Dict, Float, List, TraitError, Unicode, validate
+
+from yarn_gateway_launchers.launcher_protocol import CURVE_PUBLIC_FIELD, TRANSPORT_ENCRYPTION
 
 from ..errors import GatewayError
 from ..logs import kernel_event
@@ -51,7 +53,9 @@ from .host import ProvisionerHost, host_of
 from .response_listener import LauncherResponseError
 from .services import YarnServices
 
-ARG_KEYS = ("kernel_id", "response_address", "public_key", "port_range", "spark_context_initialization_mode")
+ARG_KEYS = ("kernel_id", "response_address", "public_key", "port_range", "spark_context_initialization_mode",
+            "transport_encryption")
+TRANSPORT_ENCRYPTION_FLAG = "--transport-encryption"
 
 
 class YarnProvisioner(KernelProvisionerBase):
@@ -80,6 +84,19 @@ class YarnProvisioner(KernelProvisionerBase):
     accepted_timeout = Float(120.0, config=True,
                              help="Seconds an application may wait in ACCEPTED (queue full) before the launch fails.")
     spark_context_initialization_mode = Unicode("lazy", config=True, help="lazy, eager or none.")
+    transport_encryption = Unicode(
+        "curve", config=True,
+        help="'curve' (the default): the launcher makes the kernel's CurveZMQ key pair in its container and "
+        "the kernel's ports answer only CurveZMQ; the gateway connects with the public key from the "
+        "encrypted launch response. 'none': plain ZMQ (HMAC-signed, readable on the network); refused "
+        "while YarnServices.require_transport_encryption is on.")
+
+    @validate("transport_encryption")
+    def _check_transport_encryption(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value not in TRANSPORT_ENCRYPTION:
+            raise TraitError(f"transport_encryption must be one of {', '.join(TRANSPORT_ENCRYPTION)}, not {value!r}")
+        return value
     launch_poll_interval = Float(1.0, config=True, help="Seconds between YARN state checks while launching.")
     rm_outage_timeout = Float(60.0, config=True,
                               help="Seconds a launch keeps waiting for its launcher while the ResourceManager is "
@@ -93,6 +110,7 @@ class YarnProvisioner(KernelProvisionerBase):
         self.control_host = ""
         self.control_port = 0
         self.connection_key = ""
+        self.curve_publickey: Optional[str] = None  # the kernel's CurveZMQ public key (Z85), if it has one
         self._exit_code: Optional[int] = None
         self._launching = False
         self._submitted = False  # spark-submit ran: an application may exist before its id is known
@@ -179,7 +197,15 @@ class YarnProvisioner(KernelProvisionerBase):
             jars=[self._resolve(p) for p in self.jars],
             files=[self._resolve(p) for p in self.files],
         )
+        if self.transport_encryption == "none" and services.require_transport_encryption:
+            raise GatewayError(
+                403, f"Kernel {self.kernel_id}: kernelspec {spec_name!r} turns CurveZMQ transport "
+                "encryption off (transport_encryption 'none'), but this gateway requires encrypted kernels "
+                "(YarnServices.require_transport_encryption). Ask your administrator to fix the kernelspec.",
+                reason="Encryption required")
         self._argv_template = list(self.kernel_spec.argv)
+        if not any(TRANSPORT_ENCRYPTION_FLAG in arg for arg in self._argv_template):
+            self._argv_template += [TRANSPORT_ENCRYPTION_FLAG, "{transport_encryption}"]  # a kernelspec from before v2
         kwargs["cmd"] = [self._spec.spark_submit, "...", self._spec.primary]  # informational: built at launch
         return kwargs
 
@@ -225,6 +251,7 @@ class YarnProvisioner(KernelProvisionerBase):
             "kernel_id": self.kernel_id, "response_address": listener.address,
             "public_key": listener.public_key_b64, "port_range": services.port_range,
             "spark_context_initialization_mode": self.spark_context_initialization_mode,
+            "transport_encryption": self.transport_encryption,
         }
         self._spec.app_args = [_fill(arg, values) for arg in self._argv_template]
         workdir = tempfile.mkdtemp(prefix="yarngw-submit-")
@@ -250,6 +277,7 @@ class YarnProvisioner(KernelProvisionerBase):
                                        f"application:\n{diagnose(result.output)}", reason="Kernel start failed")
                 self._set_app_id(str(found["id"]))
             info = await self._await_launcher(response, deadline)
+            self._check_encryption(info["connection_info"], services.require_transport_encryption)
         except BaseException as exc:
             await self._abandon(exc)
             raise
@@ -271,8 +299,26 @@ class YarnProvisioner(KernelProvisionerBase):
             "stdin_port": int(conn["stdin_port"]), "control_port": int(conn["control_port"]),
             "hb_port": int(conn["hb_port"]), "kernel_name": conn.get("kernel_name", ""),
         }
+        # Kept beside jupyter_client's connection info, which holds CurveZMQ keys only as a pair with
+        # the secret key (the relay reads it through kernel_connection_info).
+        self.curve_publickey = str(conn[CURVE_PUBLIC_FIELD]) if conn.get(CURVE_PUBLIC_FIELD) else None
         self.connection_info = result_info
         return result_info
+
+    def _check_encryption(self, conn: dict[str, Any], required: bool) -> None:
+        """Refuse a launcher that offers no CurveZMQ while the gateway requires it; note the downgrade
+        when the kernelspec asked for encryption and the launcher could not (its libzmq lacks CURVE)."""
+        if conn.get(CURVE_PUBLIC_FIELD):
+            return
+        if required:
+            raise GatewayError(
+                502, f"{self._label()}: its launcher offered no CurveZMQ transport encryption (the container's "
+                "ZMQ library may lack CURVE support), and this gateway requires encrypted kernels; the application "
+                "was stopped. Ask your administrator to check the cluster's Python/JVM ZMQ libraries.",
+                reason="Encryption required")
+        if self.transport_encryption == "curve":
+            self.log.warning("%s: the launcher could not encrypt the kernel's ports (no CurveZMQ in the container); "
+                             "its traffic crosses the cluster network in plain text", self._label())
 
     def _set_app_id(self, app_id: str) -> None:
         self.app_id = app_id

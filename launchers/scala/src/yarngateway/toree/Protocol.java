@@ -28,12 +28,13 @@ import javax.crypto.spec.PSource;
 import javax.crypto.spec.SecretKeySpec;
 
 /**
- * Launcher protocol v1 (PROTOCOL.md), launcher side, with the JDK's own crypto only. The wire
+ * Launcher protocol v2 (PROTOCOL.md), launcher side, with the JDK's own crypto only. The wire
  * decisions are those of launchers/python/launcher_protocol.py and are pinned by
- * tests/protocol/vectors_v1.json (checked by {@link SelfTest}).
+ * tests/protocol/vectors_v2.json (checked by {@link SelfTest}). Version 2 differs from 1 in the
+ * frame's version and in the connection info's {@code curve_publickey} ({@link CurveProxy}).
  */
 public final class Protocol {
-    public static final int VERSION = 1;
+    public static final int VERSION = 2;
     public static final int MAX_FRAME_BYTES = 64 * 1024;
     public static final int MIN_RSA_BITS = 2048;
     public static final int AES_KEY_BYTES = 32;

@@ -14,9 +14,9 @@ import java.util.Map;
 import javax.crypto.Cipher;
 
 /**
- * Checks this implementation against the shared protocol vectors (tests/protocol/vectors_v1.json,
+ * Checks this implementation against the shared protocol vectors (tests/protocol/vectors_v2.json,
  * format in tests/protocol/make_vectors.py). JDK classes only, so it runs without Spark or Toree:
- * {@code java -cp yarn-gateway-toree-launcher.jar yarngateway.toree.SelfTest vectors_v1.json}.
+ * {@code java -cp yarn-gateway-toree-launcher.jar yarngateway.toree.SelfTest vectors_v2.json}.
  * Prints one line per check ("ok NAME" or "FAIL NAME: why") and exits 1 if any check failed.
  */
 public final class SelfTest {
@@ -27,7 +27,7 @@ public final class SelfTest {
 
     public static void main(String[] args) throws Exception {
         if (args.length != 1) {
-            System.err.println("usage: SelfTest <vectors_v1.json>");
+            System.err.println("usage: SelfTest <vectors_v2.json>");
             System.exit(2);
         }
         SelfTest t = new SelfTest();
@@ -67,6 +67,10 @@ public final class SelfTest {
         Map<String, Object> r = Protocol.asObject(v.get("response"));
         String kernelId = (String) r.get("kernel_id");
         byte[] plain = Json.canonical(r.get("plaintext")).getBytes(StandardCharsets.UTF_8);
+        Map<String, Object> ci = Protocol.asObject(Protocol.asObject(r.get("plaintext")).get("connection_info"));
+        check("response.curve_publickey_only", ci.get(ToreeLauncher.CURVE_PUBLIC_FIELD) instanceof String
+                && ((String) ci.get(ToreeLauncher.CURVE_PUBLIC_FIELD)).length() == 40 && !ci.containsKey("curve_secretkey"),
+                "the vector's connection_info should carry a 40-character curve_publickey and no secret");
         check("response.plaintext_canonical", Arrays.equals(plain, b64(r.get("plaintext_b64"))), "canonical JSON differs");
         byte[] aesKey = hex((String) r.get("aes_key_hex"));
         byte[] nonce = hex((String) r.get("nonce_hex"));
@@ -87,7 +91,7 @@ public final class SelfTest {
                 "frame body differs");
         byte[] full = Protocol.encryptResponse(kernelId, (Map<String, Object>) r.get("plaintext"), pub);
         check("response.fresh_frame_parses", full.length > 4
-                && Protocol.asObject(Json.parse(new String(full, 4, full.length - 4, StandardCharsets.UTF_8))).get("version").equals(1L),
+                && Protocol.asObject(Json.parse(new String(full, 4, full.length - 4, StandardCharsets.UTF_8))).get("version").equals((long) Protocol.VERSION),
                 "fresh frame malformed");
 
         for (Object o : (List<Object>) v.get("control")) {

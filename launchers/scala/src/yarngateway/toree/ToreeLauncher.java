@@ -22,23 +22,31 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * Scala kernel launcher for YARN cluster mode (PROTOCOL.md, version 1): the driver's main class
- * under {@code spark-submit --class}. Steps:
+ * Scala kernel launcher for YARN cluster mode (launcher protocol, version 2): the driver's main
+ * class under {@code spark-submit --class}. Steps:
  *
  * <ol>
  *   <li>parse the protocol arguments; take {@code KERNEL_LAUNCH_TOKEN} out of the JVM's
  *       environment and Spark's properties (it is never logged nor written to disk);
- *   <li>bind six listening sockets at random ports of {@code --port-range}: five for Toree's
- *       ZMQ channels and the control port, which this launcher serves itself;
+ *   <li>bind the control port, which this launcher serves itself, at a random port of
+ *       {@code --port-range}, and choose Toree's five ZMQ ports: with {@code --transport-encryption
+ *       curve} (the default) any free ports on 127.0.0.1, behind a {@link CurveProxy} whose five
+ *       CurveZMQ server sockets are bound in the range on the reachable address; with {@code none}
+ *       five ports of the range on that address, as in version 1;
  *   <li>write Toree's connection profile (it holds the kernel key, so: a 0600 file in a 0700
  *       directory, deleted as soon as Toree has bound its sockets), hand the five kernel ports
  *       over to Toree (see {@link #handOver}) and run {@code org.apache.toree.Main} in this
  *       thread;
- *   <li>once the five ports are listened on by this process ({@code eager}: and Toree has
- *       created the SparkSession): send the encrypted response; {@code lazy}: start the
- *       SparkSession in the background (the YARN AM must see a SparkContext within
- *       spark.yarn.am.waitTime, and Toree's {@code sc} then finds it).
+ *   <li>once the five ports are listened on by this process (on loopback, with curve: then the
+ *       proxy starts forwarding; {@code eager}: and Toree has created the SparkSession): send the
+ *       encrypted response, whose connection info names the network-facing ports (the proxy's, with
+ *       curve, and its {@code curve_publickey}); {@code lazy}: start the SparkSession in the
+ *       background (the YARN AM must see a SparkContext within spark.yarn.am.waitTime, and Toree's
+ *       {@code sc} then finds it).
  * </ol>
+ *
+ * The CurveZMQ key pair is made by JeroMQ in this JVM and lives in the proxy's memory only: never
+ * logged, never in the profile, argv or the environment; the response carries the public half.
  *
  * The SparkContext is never created before Toree has set {@code spark.repl.class.outputDir}:
  * a context created earlier has no REPL class server, and closures defined in cells then fail
@@ -57,6 +65,9 @@ import java.util.Set;
 public final class ToreeLauncher {
     static final String TOKEN_ENV = "KERNEL_LAUNCH_TOKEN";
     static final String[] PORT_NAMES = {"shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"};
+    static final String CURVE_PUBLIC_FIELD = "curve_publickey";
+    /** Where a kernel behind the CurveZMQ proxy binds its plaintext sockets. */
+    static final String LOOPBACK = "127.0.0.1";
     /** Toree shuts the kernel down on a second SIGINT within 3 s; never raise two that close. */
     static final long SIGINT_SPACING_MS = 3500;
     /** How long a clean exit waits for the kernel to stop so that YARN says SUCCEEDED (Hadoop allows 30 s). */
@@ -97,8 +108,9 @@ public final class ToreeLauncher {
         Map<String, String> a = new HashMap<>();
         a.put("--port-range", "0..0");
         a.put("--spark-context-initialization-mode", "none");
+        a.put("--transport-encryption", "curve");
         Set<String> known = new HashSet<>(java.util.Arrays.asList("--kernel-id", "--response-address", "--public-key",
-                "--port-range", "--spark-context-initialization-mode"));
+                "--port-range", "--spark-context-initialization-mode", "--transport-encryption"));
         for (int i = 0; i < argv.length; i++) {
             String opt = argv[i];
             String value;
@@ -125,6 +137,10 @@ public final class ToreeLauncher {
         if (!mode.equals("lazy") && !mode.equals("eager") && !mode.equals("none")) {
             throw new IllegalArgumentException("--spark-context-initialization-mode must be lazy, eager or none");
         }
+        String enc = a.get("--transport-encryption");
+        if (!enc.equals("curve") && !enc.equals("none")) {
+            throw new IllegalArgumentException("--transport-encryption must be curve or none");
+        }
         return a;
     }
 
@@ -143,20 +159,51 @@ public final class ToreeLauncher {
         PublicKey publicKey = Protocol.loadPublicKey(args.get("--public-key"));
         String responseAddress = args.get("--response-address");
         String ip = reachableIp(responseAddress);
-        List<ServerSocket> socks = Protocol.bindInRange(PORT_NAMES.length + 1,
-                Protocol.parsePortRange(args.get("--port-range")), ip);
+        int[] range = Protocol.parsePortRange(args.get("--port-range"));
+        boolean curve = args.get("--transport-encryption").equals("curve");
+        if (curve && !CurveProxy.available()) {
+            log("kernel " + kernelId + ": WARNING: this JeroMQ has no CURVE support: the kernel's ports will not be "
+                    + "encrypted");
+            curve = false;
+        }
+        // Control port first (in the range), then Toree's five: on loopback behind the proxy, else in the range.
+        ServerSocket controlSocket = Protocol.bindInRange(1, range, ip).get(0);
+        String kernelIp = curve ? LOOPBACK : ip;
+        List<ServerSocket> socks;
+        CurveProxy proxy = null;
+        try {
+            socks = Protocol.bindInRange(PORT_NAMES.length, curve ? new int[] {0, 0} : range, kernelIp);
+            if (curve) {
+                proxy = new CurveProxy("kernel " + kernelId, ip, range, CurveProxy.DEFAULT_MAX_MSG_SIZE);
+            }
+        } catch (IOException | RuntimeException e) {
+            controlSocket.close();
+            throw e;
+        }
         Map<String, Object> ports = new LinkedHashMap<>();
         for (int i = 0; i < PORT_NAMES.length; i++) {
             ports.put(PORT_NAMES[i], (long) socks.get(i).getLocalPort());
         }
         String key = hex(Protocol.randomBytes(32));
-        ControlServer control = new ControlServer(socks.get(PORT_NAMES.length),
+        ControlServer control = new ControlServer(controlSocket,
                 new ControlServer.Verifier(kernelId, key), new Actions(kernelId));
         control.start();
-        log("kernel " + kernelId + ": ports " + ports + ", control " + control.port() + " on " + ip);
+        Map<String, Object> published = new LinkedHashMap<>();
+        for (int i = 0; i < PORT_NAMES.length; i++) {
+            published.put(PORT_NAMES[i], proxy == null ? ports.get(PORT_NAMES[i]) : proxy.frontPorts().get(CurveProxy.CHANNELS[i]));
+        }
+        log("kernel " + kernelId + ": ports " + published + ", control " + control.port() + " on " + ip
+                + (proxy == null ? " (plain ZMQ)" : " (CurveZMQ, Toree on " + LOOPBACK + " " + ports + ")"));
 
+        // Toree's bootstrap logs the profile below, key included, at INFO: raise that one logger first.
+        String noisy = ToreeLogging.quietProfileLogger();
+        if (noisy != null) {
+            log("kernel " + kernelId + ": WARNING: could not raise Toree's logger " + ToreeLogging.PROFILE_LOGGER
+                    + " to WARN (" + noisy + "); Toree will log the kernel's connection profile, HMAC key included, "
+                    + "to this container's log");
+        }
         Map<String, Object> profile = new LinkedHashMap<>(ports);
-        profile.put("ip", ip);
+        profile.put("ip", kernelIp);
         profile.put("transport", "tcp");
         profile.put("signature_scheme", "hmac-sha256");
         profile.put("key", key);
@@ -167,6 +214,11 @@ public final class ToreeLauncher {
         Files.write(profileFile, Json.canonical(profile).getBytes(StandardCharsets.UTF_8));
 
         Map<String, Object> connInfo = new LinkedHashMap<>(profile);
+        connInfo.putAll(published);
+        connInfo.put("ip", ip);
+        if (proxy != null) {
+            connInfo.put(CURVE_PUBLIC_FIELD, proxy.publicKey());
+        }
         String specName = System.getenv("KERNEL_SPEC_NAME");
         connInfo.put("kernel_name", specName == null || specName.isEmpty() ? "spark_scala_yarn_cluster" : specName);
         Map<String, Object> plaintext = new LinkedHashMap<>();
@@ -178,9 +230,21 @@ public final class ToreeLauncher {
         byte[] frame = Protocol.encryptResponse(kernelId, plaintext, publicKey);
         plaintext.clear();
 
+        CurveProxy front = proxy;
         Thread reporter = new Thread(() -> {
             try {
-                awaitToreeSockets(ports, 120_000);
+                awaitToreeSockets(ports, kernelIp, 120_000);
+                if (front != null) {
+                    Map<String, Integer> back = new LinkedHashMap<>();
+                    for (int i = 0; i < PORT_NAMES.length; i++) {
+                        back.put(CurveProxy.CHANNELS[i], ((Long) ports.get(PORT_NAMES[i])).intValue());
+                    }
+                    try {
+                        front.start(back);  // Toree listens now: connecting cannot take its ports
+                    } catch (RuntimeException e) {
+                        throw new IOException("the CurveZMQ proxy did not start (" + e + ")", e);
+                    }
+                }
                 // Toree installs its security manager while it starts; a shutdown comes only after the report.
                 if (!ExitWatch.install(60_000)) {
                     log("kernel " + kernelId + ": Toree installed no security manager; a shutdown will end the "
@@ -218,6 +282,9 @@ public final class ToreeLauncher {
             "--spark-context-initialization-mode", mode});
         log("kernel " + kernelId + ": Toree has stopped");
         control.stop();
+        if (proxy != null) {
+            proxy.close();
+        }
         if (!ExitWatch.exiting()) {
             SparkHooks.stop(30_000);  // else Spark's own shutdown hook stops it, after this returns
         }
@@ -244,8 +311,11 @@ public final class ToreeLauncher {
         }
     }
 
-    /** Wait until every kernel port is a listening socket of this process (Linux /proc). */
-    static void awaitToreeSockets(Map<String, Object> ports, long timeoutMs) throws IOException {
+    /**
+     * Wait until every kernel port is a listening socket of this process (Linux /proc) on
+     * {@code host} (an IPv4 address: its listener must be on exactly that address).
+     */
+    static void awaitToreeSockets(Map<String, Object> ports, String host, long timeoutMs) throws IOException {
         long deadline = System.currentTimeMillis() + timeoutMs;
         Set<Integer> wanted = new HashSet<>();
         for (Object p : ports.values()) {
@@ -254,7 +324,7 @@ public final class ToreeLauncher {
         boolean proc = Files.isReadable(Paths.get("/proc/net/tcp")) && Files.isDirectory(Paths.get("/proc/self/fd"));
         while (true) {
             if (proc) {
-                Map<Integer, Set<String>> listening = listeningInodes(wanted);
+                Map<Integer, Set<String>> listening = listeningInodes(wanted, procHex(host));
                 if (listening.keySet().containsAll(wanted)) {
                     Set<String> mine = ownSocketInodes();
                     for (Map.Entry<Integer, Set<String>> e : listening.entrySet()) {
@@ -276,8 +346,27 @@ public final class ToreeLauncher {
         }
     }
 
-    /** port -> inodes of LISTEN sockets on it, from /proc/net/tcp and tcp6. */
-    private static Map<Integer, Set<String>> listeningInodes(Set<Integer> wanted) throws IOException {
+    /** /proc/net/tcp6's prefix of an IPv4-mapped address (::ffff:a.b.c.d). */
+    private static final String V4_MAPPED_PROC = "0000000000000000FFFF0000";
+
+    /** /proc/net/tcp's spelling of an IPv4 address (little-endian hex), or null for any address. */
+    static String procHex(String host) {
+        String[] q = host.split("\\.");
+        if (q.length != 4) {
+            return null;
+        }
+        StringBuilder sb = new StringBuilder();
+        for (int i = 3; i >= 0; i--) {
+            sb.append(String.format("%02X", Integer.parseInt(q[i])));
+        }
+        return sb.toString();
+    }
+
+    /**
+     * port -> inodes of LISTEN sockets on it, from /proc/net/tcp and tcp6; with {@code addrHex}, only
+     * listeners on that IPv4 address count (so a kernel meant for loopback must be on loopback).
+     */
+    private static Map<Integer, Set<String>> listeningInodes(Set<Integer> wanted, String addrHex) throws IOException {
         Map<Integer, Set<String>> out = new HashMap<>();
         for (String table : new String[] {"/proc/net/tcp", "/proc/net/tcp6"}) {
             Path p = Paths.get(table);
@@ -290,8 +379,14 @@ public final class ToreeLauncher {
                 if (f.length < 10 || !f[3].equals("0A")) {
                     continue;
                 }
-                int port = Integer.parseInt(f[1].substring(f[1].lastIndexOf(':') + 1), 16);
-                if (wanted.contains(port)) {
+                int colon = f[1].lastIndexOf(':');
+                int port = Integer.parseInt(f[1].substring(colon + 1), 16);
+                String addr = f[1].substring(0, colon);
+                if (addr.length() == 32 && addr.startsWith(V4_MAPPED_PROC)) {
+                    addr = addr.substring(24);  // a dual-stack socket (Java NIO's, JeroMQ's) on an IPv4 address
+                }
+                boolean onAddress = addrHex == null || addr.equals(addrHex);
+                if (wanted.contains(port) && onAddress) {
                     out.computeIfAbsent(port, k -> new HashSet<>()).add(f[9]);
                 }
             }
