@@ -7,10 +7,13 @@ oversized message drops only its sender; close() leaves no socket, fd or thread.
 
 from __future__ import annotations
 
+import json
 import os
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -33,10 +36,6 @@ def _free_range(width: int = 40) -> tuple[int, int]:
     s.close()
     lo = min(base, 65535 - width)
     return lo, lo + width
-
-
-def _fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 class Client:
@@ -352,31 +351,91 @@ def test_null_mode_is_plain_forwarding_without_a_key() -> None:
         kernel.close()
 
 
-def test_close_leaves_no_socket_fd_or_thread_and_frees_the_ports() -> None:
-    kernel = FakeKernel()
-    before_fds, before_threads = _fds(), threading.active_count()
-    for _ in range(3):
-        proxy = cp.CurveProxy(kernel.ports, "127.0.0.1", _free_range())
-        ports = proxy.start()
-        assert threading.active_count() == before_threads + len(ports)
-        proxy.close()
-        proxy.close()  # idempotent
-        assert threading.active_count() == before_threads
-        assert _fds() == before_fds
-        for port in ports.values():  # the port is free again: we can bind it ourselves
-            (s,) = lp.bind_sockets_in_range(1, (port, port), "127.0.0.1")
-            s.close()
-    kernel.close()
+# The fd and thread counts are taken in a fresh interpreter: in the suite's process, threads and
+# garbage collection left over from other tests open and close fds of their own at any moment.
+_CLOSE_PROBE = r"""
+import json, os, sys, threading
+import zmq
+from yarn_gateway_launchers import curve_proxy as cp
+from yarn_gateway_launchers import launcher_protocol as lp
+
+def fds():
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass  # the listdir's own fd
+    return out
+
+def free_range(width=40):
+    (s,) = lp.bind_sockets_in_range(1, (0, 0), "127.0.0.1")
+    base = s.getsockname()[1]
+    s.close()
+    lo = min(base, 65535 - width)
+    return lo, lo + width
+
+ctx = zmq.Context()
+kernel = {}
+for name in cp.CHANNELS:
+    s = ctx.socket(zmq.ROUTER)
+    s.linger = 0
+    kernel[name] = s.bind_to_random_port("tcp://127.0.0.1")
+zmq.curve_keypair()  # libsodium's first use may open what it keeps for the process
+report = {"rounds": []}
+before, threads = fds(), threading.active_count()
+for _ in range(3):
+    proxy = cp.CurveProxy(kernel, "127.0.0.1", free_range())
+    ports = proxy.start()
+    running = threading.active_count() - threads
+    proxy.close()
+    proxy.close()  # idempotent
+    now = fds()
+    freed = []
+    for port in ports.values():  # the port is free again: we can bind it ourselves
+        (s,) = lp.bind_sockets_in_range(1, (port, port), "127.0.0.1")
+        s.close()
+        freed.append(port)
+    report["rounds"].append({"channels": len(ports), "running": running,
+                             "left_threads": threading.active_count() - threads,
+                             "extra_fds": {k: v for k, v in now.items() if k not in before},
+                             "freed": len(freed)})
+held = lp.bind_sockets_in_range(1, (0, 0), "127.0.0.1")[0]
+port = held.getsockname()[1]
+before, threads = fds(), threading.active_count()
+try:
+    cp.CurveProxy({"shell_port": 1, "hb_port": 2}, "127.0.0.1", (port, port)).start()
+    report["full_range"] = "started"
+except OSError as e:
+    report["full_range"] = str(e)
+report["full_range_extra_fds"] = {k: v for k, v in fds().items() if k not in before}
+report["full_range_left_threads"] = threading.active_count() - threads
+held.close()
+print(json.dumps(report))
+"""
 
 
-def test_a_full_range_fails_cleanly() -> None:
-    (held,) = lp.bind_sockets_in_range(1, (0, 0), "127.0.0.1")
-    port = held.getsockname()[1]
-    before_fds, before_threads = _fds(), threading.active_count()
-    try:
-        proxy = cp.CurveProxy({"shell_port": 1, "hb_port": 2}, "127.0.0.1", (port, port))
-        with pytest.raises(OSError, match="ports free"):
-            proxy.start()
-        assert _fds() == before_fds and threading.active_count() == before_threads
-    finally:
-        held.close()
+@pytest.fixture(scope="module")
+def close_probe() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
+    done = subprocess.run([sys.executable, "-c", _CLOSE_PROBE], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_close_leaves_no_socket_fd_or_thread_and_frees_the_ports(close_probe: dict[str, Any]) -> None:
+    assert len(close_probe["rounds"]) == 3
+    for r in close_probe["rounds"]:
+        assert r["running"] == r["channels"] == len(cp.CHANNELS)  # a thread per channel while it runs
+        assert r["left_threads"] == 0
+        assert r["extra_fds"] == {}
+        assert r["freed"] == r["channels"]
+
+
+def test_a_full_range_fails_cleanly(close_probe: dict[str, Any]) -> None:
+    assert "ports free" in close_probe["full_range"]
+    assert close_probe["full_range_extra_fds"] == {}
+    assert close_probe["full_range_left_threads"] == 0
