@@ -27,6 +27,7 @@ setup(
         "pyzmq>=25",
         "traitlets>=5.14",
         "pycryptodome>=3.20",
+        "pynacl>=1.5",  # libsodium's crypto_box for the relay's CurveZMQ (relay/curve.py)
         "psutil>=5.9",
         "requests>=2.31",
         "yarn-api-client==1.0.3",

@@ -63,7 +63,8 @@ def test_desktop_client_installs_alone_and_the_renewer_loads(tmp_path: Any) -> N
                             timeout=120, check=True).stdout.lower()
     installed = {line.split("==")[0].replace("_", "-") for line in listed.splitlines() if "==" in line}
     assert {"yarn-gateway-client", "jupyter-server", "pyspnego"} <= installed, installed
-    daemon_only = {"kazoo", "pycryptodome", "pycryptodomex", "yarn-api-client", "yarn-gateway", "requests-kerberos"}
+    daemon_only = {"kazoo", "pycryptodome", "pycryptodomex", "pynacl", "yarn-api-client", "yarn-gateway",
+                   "requests-kerberos"}
     assert not installed & daemon_only, installed & daemon_only
     # jupyter_server's GatewayClient loads the renewer by its configured class name.
     probe = (

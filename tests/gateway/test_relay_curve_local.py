@@ -23,9 +23,9 @@ from helpers.relay_checks import (
     burst_survives_a_stalled_loop,
     interrupt_stops_a_sleeping_cell,
     reconnect_replays,
+    relay_speaks_curve,
 )
 from helpers.steps import behaviour
-from yarn_gateway.relay.zmq_channel import LibzmqChannel
 
 CURVE_PYTHON = os.environ.get("YARNGW_CURVE_KERNEL_PYTHON", "")
 SPEC = "python_curve"
@@ -47,23 +47,27 @@ def curve_kernelspec(tmp_path: Path) -> str:
     return str(specs)
 
 
-async def _curve_gateway(make_gateway: Any, kernelspecs: str) -> Any:
+async def _curve_gateway(make_gateway: Any, kernelspecs: str, relay: str = "zmtp") -> Any:
     from yarn_gateway.app import builtin_kernelspec_dir
 
     return await make_gateway({"YarnGatewayApp": {"kernelspec_dirs": [kernelspecs, builtin_kernelspec_dir()]},
-                               "KernelManager": {"transport_encryption": "required"}})
+                               "KernelManager": {"transport_encryption": "required"},
+                               "KernelRegistry": {"curve_relay": relay}})
 
 
-async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve_kernelspec: str) -> None:
-    gw = await _curve_gateway(make_gateway, curve_kernelspec)
+RELAYS = pytest.mark.parametrize("relay", ["zmtp", "libzmq"])
+
+
+@RELAYS
+async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve_kernelspec: str, relay: str) -> None:
+    gw = await _curve_gateway(make_gateway, curve_kernelspec, relay)
     c = gw.client()
     kid = await c.start_kernel(SPEC)
     rec = gw.registry.kernels[kid]
-    with behaviour("the kernel has a CurveZMQ key and the relay uses libzmq with it"):
+    with behaviour(f"the kernel has a CurveZMQ key and the relay speaks CurveZMQ to it ({relay})"):
         info = rec.km.get_connection_info()
         assert info.get("curve_publickey"), sorted(info)
-        assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels()), \
-            rec.hub.kernel_channels()
+        assert relay_speaks_curve(rec, relay), rec.hub.kernel_channels()
     ws = await c.connect(kid)
     with behaviour("a cell's output reaches the client"):
         res = await ws.execute('print("secret-" + "marker")')
@@ -79,7 +83,7 @@ async def test_a_curve_kernel_works_through_the_gateway(make_gateway: Any, curve
     with behaviour("restart keeps encryption and the websocket"):
         assert (await c.request("POST", f"api/kernels/{kid}/restart", {})).code == 200
         assert (await ws.execute("'x' in dir()")).text == "False"
-        assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels())
+        assert relay_speaks_curve(rec, relay)
     ws.close()
     assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
 
@@ -122,13 +126,13 @@ async def test_the_hmac_key_alone_gets_nothing_from_a_curve_kernel(make_gateway:
     assert (await c.request("DELETE", f"api/kernels/{kid}")).code == 204
 
 
-@pytest.mark.parametrize("stall", [0.2, 1.0])
+@pytest.mark.parametrize(("stall", "relay"), [(0.2, "zmtp"), (1.0, "zmtp"), (1.0, "libzmq")])
 async def test_a_burst_survives_a_stalled_event_loop_on_the_encrypted_path(
-        make_gateway: Any, curve_kernelspec: str, stall: float) -> None:
+        make_gateway: Any, curve_kernelspec: str, stall: float, relay: str) -> None:
     # As on the NULL path (test_gateway_relay.py).
-    gw = await _curve_gateway(make_gateway, curve_kernelspec)
+    gw = await _curve_gateway(make_gateway, curve_kernelspec, relay)
     c = gw.client()
     kid = await c.start_kernel(SPEC)
-    assert all(isinstance(ch, LibzmqChannel) for ch in gw.registry.kernels[kid].hub.kernel_channels())
+    assert relay_speaks_curve(gw.registry.kernels[kid], relay)
     await burst_survives_a_stalled_loop(c, kid, stall)
     await c.request("DELETE", f"api/kernels/{kid}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator
 from typing import Any, Optional
 
 import psutil
@@ -14,92 +12,28 @@ import pytest
 import zmq
 
 from helpers.waiting import wait_until
+from helpers.zmq_peers import (
+    Accepts,
+    Tap,
+    burst_arrives_in_order,
+    dealer_round_trip,
+    free_port,
+    handshake,
+    recv_from,
+    subscribed,
+    zmq_server,
+)
 from yarn_gateway.relay import zmq_channel, zmtp
 from yarn_gateway.relay.batch import batching, defer_flush
 from yarn_gateway.relay.channel import CurveKeys
 from yarn_gateway.relay.zmq_channel import LibzmqChannel
-from yarn_gateway.relay.zmtp import ChannelClosed, Endpoint, KernelNotTaking
+from yarn_gateway.relay.zmtp import ChannelClosed, Endpoint, KernelNotTaking, ZmtpChannel
 
 MARKER = b"secret-marker"
 
 
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    yield context
-    context.destroy(linger=0)
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[bytes, bytes]:
-    """The kernel's CurveZMQ key pair (public, secret), Z85."""
-    return zmq.curve_keypair()
-
-
-def _server(ctx: zmq.Context[Any], kind: int, keys: Optional[tuple[bytes, bytes]],
-            port: int = 0) -> tuple[Any, Endpoint]:
-    """A kernel-like server socket: a CurveZMQ server with ``keys``, NULL without."""
-    sock = ctx.socket(kind)
-    sock.linger = 0
-    sock.sndhwm = 0  # ROUTER and PUB drop past their high-water mark: the tests send in bursts
-    if keys is not None:
-        sock.curve_server = True
-        sock.curve_publickey, sock.curve_secretkey = keys
-    if port:
-        sock.bind(f"tcp://127.0.0.1:{port}")
-    else:
-        port = sock.bind_to_random_port("tcp://127.0.0.1")
-    return sock, Endpoint("tcp", "127.0.0.1", port)
-
-
 def _curve(keys: Optional[tuple[bytes, bytes]]) -> Optional[CurveKeys]:
     return CurveKeys(keys[0]) if keys is not None else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _recv(sock: Any, timeout: float = 10.0) -> list[bytes]:
-    await wait_until(lambda: sock.poll(0), timeout, "a message arrived on the libzmq server socket", interval=0.002)
-    return list(sock.recv_multipart())
-
-
-async def _handshake(router: Any, chan: LibzmqChannel) -> None:
-    """Until the ROUTER knows our identity (it drops messages to identities it has not seen)."""
-    chan.send([b"hello"])
-    assert (await _recv(router))[1:] == [b"hello"]
-    await wait_until(lambda: chan.connected, 10, "the channel saw its handshake succeed", interval=0.002)
-
-
-async def _subscribed(pub: Any, got: list[list[bytes]]) -> None:
-    def probe() -> bool:
-        if got:
-            return True
-        pub.send_multipart([b"topic", b"probe"])  # checked before sending: the last probe had time to arrive
-        return False
-
-    await wait_until(probe, 10, "the subscription reached the publisher (a probe arrived)", interval=0.01)
-    got.clear()
-
-
-class Accepts:
-    """Counts the connections a server socket accepted (from its monitor)."""
-
-    def __init__(self, sock: Any) -> None:
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED)
-        self.count = 0
-
-    def __call__(self) -> int:
-        while self.monitor.poll(0):
-            self.monitor.recv_multipart()
-            self.count += 1
-        return self.count
-
-    def close(self) -> None:
-        self.monitor.close(linger=0)
 
 
 ENCRYPTION = pytest.mark.parametrize("encrypted", [True, False], ids=["curve", "null"])
@@ -122,23 +56,10 @@ def test_curve_keys_are_checked_when_made(keys: tuple[bytes, bytes]) -> None:
 @ENCRYPTION
 async def test_dealer_round_trip(ctx: zmq.Context[Any], keys: tuple[bytes, bytes], encrypted: bool) -> None:
     server_keys = keys if encrypted else None
-    router, ep = _server(ctx, zmq.ROUTER, server_keys)
+    router, ep = zmq_server(ctx, zmq.ROUTER, server_keys)
     got: list[list[bytes]] = []
     chan = LibzmqChannel(ep, "DEALER", got.append, identity=b"session-1", curve=_curve(server_keys))
-    big = bytes(range(256)) * 4096  # 1 MiB
-    chan.send([b"hello", b"", b"x" * 300])
-    chan.send([bytearray(big)])
-    assert await _recv(router) == [b"session-1", b"hello", b"", b"x" * 300]
-    assert await _recv(router) == [b"session-1", big]
-    n = 3000
-    for i in range(n):  # replies are routed to us by the identity we announced
-        router.send_multipart([b"session-1", b"reply", str(i).encode()])
-    router.send_multipart([b"session-1", big, b"end"])
-    await wait_until(lambda: len(got) == n + 1, 10, f"all {n + 1} messages routed to us arrived", interval=0.005)
-    assert [int(f[1]) for f in got[:n]] == list(range(n))
-    assert all(f[0] == b"reply" and len(f) == 2 for f in got[:n])  # multipart messages stay whole
-    assert got[n] == [big, b"end"]
-    assert chan.connected and chan.queued == 0
+    await dealer_round_trip(router, chan, got, b"session-1")
     chan.close()
     assert chan.closed and not chan.connected
     router.close()
@@ -149,7 +70,7 @@ async def test_a_burst_of_10000_arrives_complete_in_order_and_in_bounded_batches
     ctx: zmq.Context[Any], keys: tuple[bytes, bytes], encrypted: bool
 ) -> None:
     server_keys = keys if encrypted else None
-    pub, ep = _server(ctx, zmq.PUB, server_keys)
+    pub, ep = zmq_server(ctx, zmq.PUB, server_keys)
     got: list[list[bytes]] = []
     batches: list[int] = []  # messages per batch, when each ended
     current = 0
@@ -168,14 +89,10 @@ async def test_a_burst_of_10000_arrives_complete_in_order_and_in_bounded_batches
         got.append(frames)
 
     chan = LibzmqChannel(ep, "SUB", on_message, curve=_curve(server_keys))
-    await _subscribed(pub, got)
+    await subscribed(pub, got)
     batches.clear()
     n = 10_000
-    for i in range(n):
-        pub.send_multipart([b"stream", b"line %d" % i])
-    await wait_until(lambda: len(got) == n, 20, f"all {n} published messages arrived", interval=0.005)
-    assert [int(f[1].split()[1]) for f in got] == list(range(n))
-    assert all(f[0] == b"stream" for f in got)
+    await burst_arrives_in_order(pub, got, n)
     assert sum(batches) == n and all(0 < b <= zmq_channel.BURST_MESSAGES for b in batches)
     assert len(batches) < n / 10  # many messages per wake-up, not one each
     chan.close()
@@ -184,17 +101,27 @@ async def test_a_burst_of_10000_arrives_complete_in_order_and_in_bounded_batches
 
 # -- (3) the wrong key; mechanisms that do not match; a peer that never completes the handshake ---
 
+def _curve_channel(impl: str, ep: Endpoint, on_message: Any, public: Optional[bytes], kind: str = "DEALER",
+                   **kw: Any) -> Any:
+    """A client channel, CurveZMQ with the kernel's ``public`` key (NULL without): pyzmq's
+    (``libzmq``) or the relay's own (``zmtp``)."""
+    if impl == "zmtp":
+        raw = CurveKeys(public).raw() if public is not None else None
+        return ZmtpChannel(ep, kind, on_message, curve_server_key=raw, **kw)
+    return LibzmqChannel(ep, kind, on_message, curve=CurveKeys(public) if public is not None else None, **kw)
+
+
+@pytest.mark.parametrize("impl", ["libzmq", "zmtp"])
 async def test_a_server_with_another_key_gets_nothing_and_is_named_once(
-    ctx: zmq.Context[Any], keys: tuple[bytes, bytes], caplog: Any, monkeypatch: Any
+    ctx: zmq.Context[Any], keys: tuple[bytes, bytes], caplog: Any, monkeypatch: Any, impl: str
 ) -> None:
     monkeypatch.setattr(zmtp, "RECONNECT_SLOW_INTERVAL", 0.2)  # retries after a refusal (1 s)
-    caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay.zmq_channel")
-    router, ep = _server(ctx, zmq.ROUTER, keys)
+    caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay")
+    router, ep = zmq_server(ctx, zmq.ROUTER, keys)
     accepted = Accepts(router)
     other_public, _ = zmq.curve_keypair()
     got: list[list[bytes]] = []
-    chan = LibzmqChannel(ep, "DEALER", got.append, identity=b"me", label="Kernel k1 (shell)",
-                         curve=CurveKeys(other_public))
+    chan = _curve_channel(impl, ep, got.append, other_public, identity=b"me", label="Kernel k1 (shell)")
     chan.send([b"never " + MARKER])
     await wait_until(lambda: "CurveZMQ key does not match" in caplog.text, 10, "the log says the key does not match",
                      interval=0.005)
@@ -211,8 +138,8 @@ async def test_a_server_with_another_key_gets_nothing_and_is_named_once(
     with pytest.raises(ChannelClosed):
         chan.send([b"after close"])
     # The control: the same server, with its key, answers.
-    right = LibzmqChannel(ep, "DEALER", got.append, identity=b"me2", curve=CurveKeys(keys[0]))
-    await _handshake(router, right)
+    right = _curve_channel(impl, ep, got.append, keys[0], identity=b"me2")
+    await handshake(router, right)
     right.close()
     accepted.close()
     router.close()
@@ -224,7 +151,7 @@ async def test_a_mechanism_mismatch_is_named_and_retried(
 ) -> None:
     monkeypatch.setattr(zmtp, "RECONNECT_SLOW_INTERVAL", 0.2)
     caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay.zmq_channel")
-    router, ep = _server(ctx, zmq.ROUTER, None if client_curve else keys)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None if client_curve else keys)
     accepted = Accepts(router)
     chan = LibzmqChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k2 (shell)",
                          curve=CurveKeys(keys[0]) if client_curve else None)
@@ -268,77 +195,28 @@ async def test_a_peer_that_never_completes_the_handshake_is_dropped_and_retried(
 
 # -- (4) a tap between the channel and the kernel: what the network sees -----------------------
 
-class Tap:
-    """A TCP forwarder on 127.0.0.1 that records every byte each way."""
-
-    def __init__(self, target: Endpoint) -> None:
-        self.target = target
-        self.up = bytearray()  # channel -> kernel
-        self.down = bytearray()  # kernel -> channel
-        self.server: Optional[asyncio.Server] = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> Endpoint:
-        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
-        return Endpoint("tcp", "127.0.0.1", self.server.sockets[0].getsockname()[1])
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.target.host, self.target.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, record: bytearray) -> None:
-            try:
-                while data := await src.read(65536):
-                    record += data
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        tasks = [asyncio.ensure_future(pipe(reader, up_writer, self.up)),
-                 asyncio.ensure_future(pipe(up_reader, writer, self.down))]
-        self._tasks.update(tasks)
-        await asyncio.gather(*tasks)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.wait_closed()
-
-
-@pytest.fixture
-async def taps() -> AsyncIterator[list[Tap]]:
-    made: list[Tap] = []
-    yield made
-    for tap in made:
-        await tap.close()
-
-
 @ENCRYPTION
+@pytest.mark.parametrize("impl", ["libzmq", "zmtp"])
 async def test_a_tap_on_the_wire_sees_the_marker_only_without_curve(
-    ctx: zmq.Context[Any], keys: tuple[bytes, bytes], encrypted: bool, taps: list[Tap]
+    ctx: zmq.Context[Any], keys: tuple[bytes, bytes], encrypted: bool, taps: list[Tap], impl: str
 ) -> None:
     server_keys = keys if encrypted else None
-    router, router_ep = _server(ctx, zmq.ROUTER, server_keys)
-    pub, pub_ep = _server(ctx, zmq.PUB, server_keys)
+    router, router_ep = zmq_server(ctx, zmq.ROUTER, server_keys)
+    pub, pub_ep = zmq_server(ctx, zmq.PUB, server_keys)
     shell_tap, iopub_tap = Tap(router_ep), Tap(pub_ep)
     taps += [shell_tap, iopub_tap]
     got: list[list[bytes]] = []
     output: list[list[bytes]] = []
-    shell = LibzmqChannel(await shell_tap.start(), "DEALER", got.append, identity=b"me", curve=_curve(server_keys))
-    iopub = LibzmqChannel(await iopub_tap.start(), "SUB", output.append, curve=_curve(server_keys))
+    public = keys[0] if encrypted else None
+    shell = _curve_channel(impl, await shell_tap.start(), got.append, public, identity=b"me-identity")
+    iopub = _curve_channel(impl, await iopub_tap.start(), output.append, public, kind="SUB")
     request = [b"<IDS|MSG>", b"sig", b'{"code": "print(\\"' + MARKER + b'\\")"}']
     shell.send(request)
-    assert await _recv(router) == [b"me", *request]  # arrives intact
-    router.send_multipart([b"me", b"reply with " + MARKER])
+    assert await recv_from(router) == [b"me-identity", *request]  # arrives intact
+    router.send_multipart([b"me-identity", b"reply with " + MARKER])
     await wait_until(lambda: got, 10, "the reply arrived", interval=0.005)
     assert got == [[b"reply with " + MARKER]]
-    await _subscribed(pub, output)
+    await subscribed(pub, output)
     pub.send_multipart([b"stream", b"output: " + MARKER])
     await wait_until(lambda: output, 10, "the output arrived", interval=0.005)
     assert output == [[b"stream", b"output: " + MARKER]]
@@ -346,7 +224,9 @@ async def test_a_tap_on_the_wire_sees_the_marker_only_without_curve(
     seen = [MARKER in shell_tap.up, MARKER in shell_tap.down, MARKER in iopub_tap.down]
     if encrypted:
         assert seen == [False, False, False]
-        assert b"READY" not in shell_tap.up and b"Socket-Type" not in shell_tap.down  # even the metadata
+        for wire in (shell_tap.up, shell_tap.down, iopub_tap.up, iopub_tap.down):  # even the metadata
+            assert b"me-identity" not in wire and b"Socket-Type" not in wire and b"DEALER" not in wire
+        assert b"CURVE" in shell_tap.up and b"HELLO" in shell_tap.up  # the control: it is CurveZMQ on the wire
     else:  # the control: the same tap does see plaintext
         assert seen == [True, True, True]
     shell.close()
@@ -360,7 +240,7 @@ async def test_a_tap_on_the_wire_sees_the_marker_only_without_curve(
 async def test_the_send_queue_is_bounded_while_the_kernel_is_absent(
     ctx: zmq.Context[Any], keys: tuple[bytes, bytes], monkeypatch: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     ep = Endpoint("tcp", "127.0.0.1", port)
     chan = LibzmqChannel(ep, "DEALER", lambda f: None, curve=CurveKeys(keys[0]), max_queued_bytes=1000)
     chan.send([b"x" * 5000])  # an empty queue takes one message of any size
@@ -386,8 +266,8 @@ async def test_the_send_queue_is_bounded_while_the_kernel_is_absent(
     with pytest.raises(KernelNotTaking):
         chan.send([b"one too many"])
     assert chan.queued == 50 and not chan.connected
-    router, _ = _server(ctx, zmq.ROUTER, keys, port)
-    assert [int((await _recv(router))[1]) for _ in range(50)] == list(range(50))
+    router, _ = zmq_server(ctx, zmq.ROUTER, keys, port)
+    assert [int((await recv_from(router))[1]) for _ in range(50)] == list(range(50))
     assert chan.queued == 0 and chan.queued_bytes == 0 and chan.connected
     chan.close()
     router.close()
@@ -396,11 +276,11 @@ async def test_the_send_queue_is_bounded_while_the_kernel_is_absent(
 async def test_the_send_queue_is_bounded_while_the_kernel_does_not_read(
     ctx: zmq.Context[Any], keys: tuple[bytes, bytes]
 ) -> None:
-    router, ep = _server(ctx, zmq.ROUTER, keys)
+    router, ep = zmq_server(ctx, zmq.ROUTER, keys)
     router.rcvhwm = 10
     chan = LibzmqChannel(ep, "DEALER", lambda f: None, identity=b"me", curve=CurveKeys(keys[0]),
                          max_queued_bytes=64 * 1024)
-    await _handshake(router, chan)
+    await handshake(router, chan)
     payload = b"p" * 1024
     sent = 0
     with pytest.raises(KernelNotTaking):
@@ -413,7 +293,7 @@ async def test_the_send_queue_is_bounded_while_the_kernel_does_not_read(
     last = sent - 1
     received = -1
     while received != last:
-        frames = await _recv(router)
+        frames = await recv_from(router)
         assert int(frames[1]) == received + 1
         received += 1
     assert chan.queued == 0 and chan.queued_bytes == 0
@@ -430,13 +310,13 @@ async def test_a_message_past_the_bound_is_not_delivered_and_the_channel_reconne
     # libzmq does not skip such a message: it drops the connection (and never reconnects after
     # this protocol error). The channel reports it and opens a new socket.
     server_keys = keys if encrypted else None
-    router, ep = _server(ctx, zmq.ROUTER, server_keys)
+    router, ep = zmq_server(ctx, zmq.ROUTER, server_keys)
     got: list[list[bytes]] = []
     dropped: list[tuple[list[bytes], int]] = []
     bound = 1024 * 1024
     chan = LibzmqChannel(ep, "DEALER", got.append, identity=b"me", curve=_curve(server_keys),
                          max_message_bytes=bound, on_oversize=lambda kept, size: dropped.append((list(kept), size)))
-    await _handshake(router, chan)
+    await handshake(router, chan)
     router.send_multipart([b"me", b"within", b"w" * (bound - 100)])  # delivered whole
     router.send_multipart([b"me", b"head", b"x" * (2 * bound)])  # past the bound
     await wait_until(lambda: dropped, 10, "the over-size message was reported", interval=0.005)
@@ -449,7 +329,7 @@ async def test_a_message_past_the_bound_is_not_delivered_and_the_channel_reconne
 
     await wait_until(reconnected, 10, "the channel connected again", interval=0.01)
     chan.send([b"after"])
-    assert (await _recv(router))[1:] == [b"after"]
+    assert (await recv_from(router))[1:] == [b"after"]
     router.send_multipart([b"me", b"back"])
     await wait_until(lambda: len(got) == 2, 10, "a message after the reconnection arrived", interval=0.005)
     assert got[1] == [b"back"] and len(dropped) == 1
@@ -460,10 +340,10 @@ async def test_a_message_past_the_bound_is_not_delivered_and_the_channel_reconne
 # -- pacing, as the hub uses it while a kernel floods output -------------------------------------
 
 async def test_pacing_holds_reading_back(ctx: zmq.Context[Any]) -> None:
-    router, ep = _server(ctx, zmq.ROUTER, None)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     got: list[list[bytes]] = []
     chan = LibzmqChannel(ep, "DEALER", got.append, identity=b"me")
-    await _handshake(router, chan)
+    await handshake(router, chan)
     chan.pace = 1.0
     router.send_multipart([b"me", b"0"])
     await wait_until(lambda: len(got) == 1, 10, "the first message arrived", interval=0.005)
@@ -482,7 +362,7 @@ async def test_pacing_holds_reading_back(ctx: zmq.Context[Any]) -> None:
 async def test_no_fd_or_task_is_left_after_close(ctx: zmq.Context[Any], keys: tuple[bytes, bytes]) -> None:
     proc = psutil.Process()
     loop = asyncio.get_running_loop()
-    router, ep = _server(ctx, zmq.ROUTER, keys)
+    router, ep = zmq_server(ctx, zmq.ROUTER, keys)
 
     async def cycle(n: int, close: bool) -> list[LibzmqChannel]:
         chans = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import Any
 
@@ -12,33 +11,10 @@ import pytest
 import zmq
 
 from helpers.waiting import wait_until
+from helpers.zmq_peers import dealer_round_trip, free_port, handshake, recv_from, subscribed, zmq_server
 from yarn_gateway.relay import zmtp
 from yarn_gateway.relay.batch import batching, defer_flush
 from yarn_gateway.relay.zmtp import ChannelClosed, Endpoint, KernelNotTaking, ZmtpChannel
-
-
-@pytest.fixture
-def ctx() -> Any:
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
-
-
-def _bound(ctx: zmq.Context, kind: int, port: int = 0) -> tuple[zmq.Socket, Endpoint]:
-    sock = ctx.socket(kind)
-    sock.linger = 0
-    sock.sndhwm = 0  # ROUTER and PUB drop past their high-water mark: the tests send in bursts
-    if port:
-        sock.bind(f"tcp://127.0.0.1:{port}")
-    else:
-        port = sock.bind_to_random_port("tcp://127.0.0.1")
-    return sock, Endpoint("tcp", "127.0.0.1", port)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ready: bytes) -> None:
@@ -52,52 +28,20 @@ async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rea
     writer.write(ready)
 
 
-async def _recv(sock: zmq.Socket, timeout: float = 10.0) -> list[bytes]:
-    await wait_until(lambda: sock.poll(0), timeout, "a message arrived on the libzmq socket", interval=0.002)
-    return sock.recv_multipart()
-
-
-async def _handshake(router: zmq.Socket, chan: ZmtpChannel) -> None:
-    """Until the ROUTER knows our identity (it drops messages to identities it has not seen)."""
-    chan.send([b"hello"])
-    assert (await _recv(router))[1:] == [b"hello"]
-
-
 async def test_dealer_talks_to_a_router_with_its_identity(ctx: zmq.Context) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     got: list[list[bytes]] = []
     chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"session-1")
-    big = bytes(range(256)) * 4096  # 1 MiB: long frames, split over many reads
-    chan.send([b"hello", b"", b"x" * 300])
-    chan.send([big])
-    assert await _recv(router) == [b"session-1", b"hello", b"", b"x" * 300]
-    assert await _recv(router) == [b"session-1", big]
-    n = 3000
-    for i in range(n):  # replies are routed to us by the identity we announced
-        router.send_multipart([b"session-1", b"reply", str(i).encode()])
-    router.send_multipart([b"session-1", big, b"end"])
-    await wait_until(lambda: len(got) == n + 1, 10, f"all {n + 1} messages routed to us arrived", interval=0.005)
-    assert [int(f[1]) for f in got[:n]] == list(range(n))
-    assert all(f[0] == b"reply" and len(f) == 2 for f in got[:n])  # multipart messages stay whole
-    assert got[n] == [big, b"end"]
-    assert chan.connected
+    await dealer_round_trip(router, chan, got, b"session-1")
     chan.close()
     router.close()
 
 
 async def test_sub_receives_everything_published(ctx: zmq.Context) -> None:
-    pub, ep = _bound(ctx, zmq.PUB)
+    pub, ep = zmq_server(ctx, zmq.PUB, None)
     got: list[list[bytes]] = []
     chan = ZmtpChannel(ep, "SUB", got.append)
-
-    def subscribed() -> bool:
-        if got:
-            return True
-        pub.send_multipart([b"topic", b"probe"])  # checked before sending: the last probe had time to arrive
-        return False
-
-    await wait_until(subscribed, 10, "the subscription reached the publisher (a probe arrived)", interval=0.01)
-    got.clear()
+    await subscribed(pub, got)
     for i in range(5000):
         pub.send_multipart([b"topic", str(i).encode()])
     await wait_until(lambda: len(got) == 5000, 10, "all 5000 published messages arrived", interval=0.005)
@@ -110,7 +54,7 @@ async def test_sends_wait_until_the_kernel_listens_and_the_queue_is_bounded(
     ctx: zmq.Context, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(zmtp, "MAX_QUEUED", 50)
-    port = _free_port()
+    port = free_port()
     chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, identity=b"me")
     for i in range(50):
         chan.send([str(i).encode()])
@@ -118,8 +62,8 @@ async def test_sends_wait_until_the_kernel_listens_and_the_queue_is_bounded(
     with pytest.raises(KernelNotTaking):
         chan.send([b"one too many"])
     # The kernel starts listening: the channel connects on its own and the queue drains in order.
-    router, _ = _bound(ctx, zmq.ROUTER, port)
-    received = [int((await _recv(router))[1]) for _ in range(50)]
+    router, _ = zmq_server(ctx, zmq.ROUTER, None, port)
+    received = [int((await recv_from(router))[1]) for _ in range(50)]
     assert received == list(range(50))
     assert chan.queued == 0
     chan.close()
@@ -127,16 +71,16 @@ async def test_sends_wait_until_the_kernel_listens_and_the_queue_is_bounded(
 
 
 async def test_reconnects_to_a_restarted_kernel_on_the_same_port(ctx: zmq.Context) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     got: list[list[bytes]] = []
     chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me")
     chan.send([b"before"])
-    assert (await _recv(router))[1:] == [b"before"]
+    assert (await recv_from(router))[1:] == [b"before"]
     router.close()
     await wait_until(lambda: not chan.connected, 10, "the channel saw the kernel go", interval=0.005)
     chan.send([b"while away"])  # kept until the kernel is back
-    router, _ = _bound(ctx, zmq.ROUTER, ep.port)
-    assert (await _recv(router))[1:] == [b"while away"]
+    router, _ = zmq_server(ctx, zmq.ROUTER, None, ep.port)
+    assert (await recv_from(router))[1:] == [b"while away"]
     router.send_multipart([b"me", b"after"])
     await wait_until(lambda: got == [[b"after"]], 10, "the restarted kernel's message arrived", interval=0.005)
     chan.close()
@@ -144,10 +88,10 @@ async def test_reconnects_to_a_restarted_kernel_on_the_same_port(ctx: zmq.Contex
 
 
 async def test_pacing_batches_a_flood_and_bounds_the_delay(ctx: zmq.Context) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     arrivals: list[tuple[float, int]] = []
     chan = ZmtpChannel(ep, "DEALER", lambda f: arrivals.append((time.monotonic(), int(f[0]))), identity=b"me")
-    await _handshake(router, chan)
+    await handshake(router, chan)
     chan.pace = 0.05
     router.send_multipart([b"me", b"0"])
     await wait_until(lambda: len(arrivals) == 1, 10, "the first message arrived", interval=0.005)
@@ -170,7 +114,7 @@ async def test_pacing_batches_a_flood_and_bounds_the_delay(ctx: zmq.Context) -> 
 
 
 async def test_writes_deferred_during_a_batch_are_flushed_when_it_ends(ctx: zmq.Context) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     log: list[str] = []
 
     def on_message(frames: list[bytes]) -> None:
@@ -180,7 +124,7 @@ async def test_writes_deferred_during_a_batch_are_flushed_when_it_ends(ctx: zmq.
         log.append(frames[0].decode())
 
     chan = ZmtpChannel(ep, "DEALER", on_message, identity=b"me")
-    await _handshake(router, chan)
+    await handshake(router, chan)
     for i in range(3):
         router.send_multipart([b"me", str(i).encode()])
     await wait_until(lambda: "flush" in log, 10, "the deferred write was flushed", interval=0.005)
@@ -191,10 +135,10 @@ async def test_writes_deferred_during_a_batch_are_flushed_when_it_ends(ctx: zmq.
 
 
 async def test_close_stops_everything(ctx: zmq.Context) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     got: list[list[bytes]] = []
     chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me")
-    await _handshake(router, chan)
+    await handshake(router, chan)
     chan.close()
     chan.close()  # idempotent
     with pytest.raises(ChannelClosed):
@@ -208,7 +152,7 @@ async def test_close_stops_everything(ctx: zmq.Context) -> None:
 async def test_a_peer_that_is_not_a_matching_zmq_socket_is_refused(ctx: zmq.Context, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG, logger="yarn_gateway.relay.zmtp")
     # A PUB socket where a ROUTER belongs: its READY names it (and libzmq drops us too).
-    pub, ep = _bound(ctx, zmq.PUB)
+    pub, ep = zmq_server(ctx, zmq.PUB, None)
     chan = ZmtpChannel(ep, "DEALER", lambda f: None, identity=b"me", label="Kernel k1 (shell)")
     await wait_until(lambda: "does not speak ZMTP 3" in caplog.text, 10, "the log says the peer does not speak ZMTP 3",
                      interval=0.005)
@@ -355,12 +299,12 @@ async def test_ping_is_not_answered_while_the_peer_leaves_our_pongs_unread() -> 
 async def test_a_message_past_the_bound_is_skipped_and_reported_and_the_stream_stays_in_step(
     ctx: zmq.Context,
 ) -> None:
-    router, ep = _bound(ctx, zmq.ROUTER)
+    router, ep = zmq_server(ctx, zmq.ROUTER, None)
     got: list[list[bytes]] = []
     dropped: list[tuple[list[bytes], int]] = []
     chan = ZmtpChannel(ep, "DEALER", got.append, identity=b"me", max_message_bytes=1024 * 1024,
                        on_oversize=lambda kept, size: dropped.append((list(kept), size)))
-    await _handshake(router, chan)
+    await handshake(router, chan)
     part = b"p" * (400 * 1024)
     router.send_multipart([b"me", b"head", b"x" * (2 * 1024 * 1024)])  # one frame past the bound
     router.send_multipart([b"me", b"one"])
@@ -377,7 +321,7 @@ async def test_a_message_past_the_bound_is_skipped_and_reported_and_the_stream_s
 
 
 async def test_the_send_queue_is_bounded_in_bytes() -> None:
-    port = _free_port()
+    port = free_port()
     chan = ZmtpChannel(Endpoint("tcp", "127.0.0.1", port), "DEALER", lambda f: None, max_queued_bytes=1000)
     chan.send([b"x" * 5000])  # an empty queue takes one message of any size
     with pytest.raises(KernelNotTaking):

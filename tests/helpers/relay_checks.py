@@ -50,3 +50,15 @@ async def interrupt_stops_a_sleeping_cell(client: GatewayClient, ws: KernelWS, k
     res = await ws.collect(msg["header"]["msg_id"], timeout=20)
     assert res.status == "error" and res.error and res.error["ename"] == "KeyboardInterrupt"
     return res
+
+
+def relay_speaks_curve(rec: Any, relay: str = "zmtp") -> bool:
+    """Whether every connection of the gateway to the kernel of ``rec`` speaks CurveZMQ, through
+    ``relay``'s implementation ("zmtp": the relay's own, the default; "libzmq": pyzmq's)."""
+    from yarn_gateway.relay.zmq_channel import LibzmqChannel
+    from yarn_gateway.relay.zmtp import ZmtpChannel
+
+    chans = list(rec.hub.kernel_channels())
+    if relay == "zmtp":
+        return bool(chans) and all(isinstance(ch, ZmtpChannel) and ch.curve_server_key is not None for ch in chans)
+    return bool(chans) and all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in chans)

@@ -12,13 +12,17 @@ import pytest
 import zmq
 
 from helpers.curve_client import shell_answers
-from helpers.relay_checks import burst_arrives_in_order, interrupt_stops_a_sleeping_cell, reconnect_replays
+from helpers.relay_checks import (
+    burst_arrives_in_order,
+    interrupt_stops_a_sleeping_cell,
+    reconnect_replays,
+    relay_speaks_curve,
+)
 from helpers.sniff import MARKER_CELL, LoopbackCapture, clear_text_of_marker_cell
 from helpers.steps import behaviour
 from helpers.yarn_specs import PORT_RANGE, make_spec
 from helpers.yarn_specs import app_of as _app_of
 from yarn_gateway.kernels.records import kernel_connection_info
-from yarn_gateway.relay.zmq_channel import LibzmqChannel
 from yarn_gateway_launchers import launcher_protocol as lp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.jvm]
@@ -45,7 +49,7 @@ async def test_python_yarn_kernel_is_curvezmq_end_to_end(make_gateway: Any, clus
     ws = await alice.connect(kid)
     with behaviour("the launcher sent the kernel's public key only, and the relay speaks CurveZMQ"):
         assert len(conn["curve_publickey"]) == 40 and "curve_secretkey" not in conn
-        assert all(isinstance(ch, LibzmqChannel) and ch.curve is not None for ch in rec.hub.kernel_channels())
+        assert relay_speaks_curve(rec), rec.hub.kernel_channels()
     with behaviour("a tap on the kernel's ports sees neither code nor output in clear; the client gets both"):
         stdout, tap = await _marker_through_tap(ws, conn)
         assert stdout == "secret-marker\n"

@@ -2,13 +2,14 @@
 
 Two implementations stand side by side, chosen per kernel:
 
-- :class:`~.zmtp.ZmtpChannel`: ZMTP 3.0 with the NULL mechanism spoken on the event loop
-  itself. The fast path for kernels whose traffic needs no encryption (a local kernel, a
-  loopback port) and the only one without libzmq's I/O thread.
+- :class:`~.zmtp.ZmtpChannel`: ZMTP 3.0 spoken on the event loop itself, with the NULL
+  mechanism, or CurveZMQ given the kernel's public key (:mod:`.curve`: the handshake and
+  boxes of RFC 26, the cipher libsodium's through PyNaCl). The fast path, and the only one
+  without libzmq's I/O thread.
 - :class:`~.zmq_channel.LibzmqChannel`: the same interface over a libzmq socket (pyzmq),
   CurveZMQ when given the kernel's :class:`CurveKeys`, NULL otherwise (for a peer the
-  hand-written client does not get along with). Encryption and the CurveZMQ handshake are
-  libzmq's and libsodium's: nothing of it is written here.
+  hand-written client does not get along with). The library path beside the fast one:
+  encryption and the CurveZMQ handshake are libzmq's and libsodium's.
 
 Both connect in the background, reconnect on their own, never block the loop, and hand
 every multipart message to ``on_message`` inside a :func:`~.batch.batch` per read burst.
@@ -19,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
+
+from zmq.utils import z85
 
 from .frames import Frame
 from .zmtp import ChannelClosed, Endpoint, KernelNotTaking
@@ -109,6 +112,10 @@ class CurveKeys:
                              "(was the raw 32-byte key or a hex form given?)")
         if not Z85_ALPHABET.issuperset(key):
             raise ValueError("a CurveZMQ public key must be Z85; this one has characters outside Z85's alphabet")
+
+    def raw(self) -> bytes:
+        """The kernel's public key as 32 raw bytes."""
+        return bytes(z85.decode(self.server_public_key))
 
     def __repr__(self) -> str:
         return f"CurveKeys(server_public_key={self.server_public_key[:4].decode()}...)"

@@ -12,11 +12,12 @@ subscription, so nothing the kernel publishes after that can be lost to ZMQ's
 nothing (bounds are applied per client instead); while the event loop is busy, the
 kernel's output waits in its socket buffers and its own ZMQ send queue.
 
-The connections to the kernel are :class:`~.channel.KernelChannel` objects, chosen per
-kernel: :class:`~.zmtp.ZmtpChannel` (ZMTP with the NULL mechanism spoken on the event loop
-itself, without libzmq's I/O thread: the relay's hot path) for a kernel whose connection info
-has no CurveZMQ key, :class:`~.zmq_channel.LibzmqChannel` (libzmq's CurveZMQ with the
-kernel's public key) for one that has. A message
+The connections to the kernel are :class:`~.channel.KernelChannel` objects:
+:class:`~.zmtp.ZmtpChannel` (ZMTP spoken on the event loop itself, without libzmq's I/O
+thread: the relay's hot path), with the NULL mechanism for a kernel whose connection info
+has no CurveZMQ key and CurveZMQ (the kernel's public key) for one that has; or, with
+``RelayLimits.curve_relay = "libzmq"``, :class:`~.zmq_channel.LibzmqChannel` (libzmq's
+CurveZMQ) for an encrypted kernel. A message
 larger than ``RelayLimits.max_message_bytes`` is never buffered: an iopub one is dropped
 and every session is told so (:meth:`KernelHub.dropped_notice`), as when output is dropped
 for a client that was away.
@@ -232,6 +233,11 @@ class KernelHub:
             on_message(msg)
 
         socket_type = "SUB" if channel == "iopub" else "DEALER"
+        if self._curve is not None and limits.curve_relay == "zmtp":
+            return ZmtpChannel(self.endpoint(channel), socket_type, on_frames, identity,
+                               label=f"Kernel {self.kernel_id} ({channel})", on_oversize=on_oversize,
+                               max_message_bytes=limits.max_message_bytes, max_queued_bytes=limits.send_queue_bytes,
+                               handshake_timeout=limits.handshake_timeout, curve_server_key=self._curve.raw())
         if self._curve is not None:
             return LibzmqChannel(self.endpoint(channel), socket_type, on_frames, identity,
                                  label=f"Kernel {self.kernel_id} ({channel})", curve=self._curve,

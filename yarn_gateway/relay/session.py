@@ -105,6 +105,9 @@ class RelayLimits:
     send_queue_bytes: int = MAX_QUEUED_BYTES
     #: Seconds a kernel's socket gets to complete the ZMTP handshake (connecting included).
     handshake_timeout: float = HANDSHAKE_TIMEOUT
+    #: Who speaks CurveZMQ to an encrypted kernel: "zmtp" (the relay's own ZMTP client on the
+    #: event loop, libsodium through PyNaCl for the boxes) or "libzmq" (pyzmq's socket).
+    curve_relay: str = "zmtp"
     #: Client sessions (distinct session_ids) per kernel, and per user over all kernels (0: no cap).
     max_sessions_per_kernel: int = 16
     max_sessions_per_user: int = 64
